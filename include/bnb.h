@@ -1,0 +1,380 @@
+/* bnb: a tensor compute-graph engine with bitsandbytes' quantization built in.
+ *
+ * THE public header. Conventions (ggml-like):
+ *  - A tensor has up to 4 dims. ne[0] is the fastest-varying (a "row" has ne[0] elements), nb[i] are strides in
+ *    bytes. A 2-D tensor [rows x cols] is created as bnb_new_tensor_2d(ctx, type, cols, rows).
+ *  - Op constructors check shapes and types and return NULL (bnb_last_error() says why); they compute nothing.
+ *  - bnb_graph_compute(backend, graph) runs a graph on the CPU or CUDA backend.
+ *  - Every call that can fail returns bnb_status (or NULL) and sets a thread-local message.
+ */
+#ifndef BNB_H
+#define BNB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(BNB_SHARED)
+#  ifdef BNB_BUILD
+#    define BNB_API __declspec(dllexport)
+#  else
+#    define BNB_API __declspec(dllimport)
+#  endif
+#else
+#  define BNB_API __attribute__((visibility("default")))
+#endif
+
+#define BNB_VERSION_MAJOR 0
+#define BNB_VERSION_MINOR 1
+#define BNB_VERSION_PATCH 0
+
+#define BNB_MAX_DIMS 4
+#define BNB_MAX_SRC 6
+#define BNB_MAX_OP_PARAMS 16 /* int32 slots */
+#define BNB_MAX_NAME 64
+
+/* ---------------------------------------------------------------------------------------------- status, errors */
+typedef enum bnb_status {
+    BNB_OK = 0,
+    BNB_ERR_INVALID_ARG,  /* NULL pointer, out-of-range value */
+    BNB_ERR_SHAPE,        /* shapes do not fit the op */
+    BNB_ERR_TYPE,         /* type not supported by the op or the backend */
+    BNB_ERR_OOM,          /* host or device allocation failed, or a context arena is full */
+    BNB_ERR_BACKEND,      /* a backend call failed (CUDA error text in the message) */
+    BNB_ERR_NO_DEVICE,    /* no GPU / no driver */
+    BNB_ERR_UNSUPPORTED,  /* op or feature not available on this backend/build */
+    BNB_ERR_GRAPH,        /* cycle, too many nodes, missing data */
+    BNB_ERR_IO,           /* file errors, corrupt or truncated files */
+    BNB_ERR_NUMERIC,      /* NaN/Inf where finite values are required */
+} bnb_status;
+
+BNB_API const char *bnb_last_error(void);            /* message of the last failure on this thread ("" if none) */
+BNB_API const char *bnb_status_name(bnb_status s);   /* "BNB_ERR_SHAPE" ... */
+BNB_API void bnb_clear_error(void);
+
+/* ---------------------------------------------------------------------------------------------- types */
+typedef enum bnb_type {
+    BNB_TYPE_F32 = 0,
+    BNB_TYPE_F16,
+    BNB_TYPE_BF16,
+    BNB_TYPE_I8,
+    BNB_TYPE_U8,
+    BNB_TYPE_I32,
+    /* Quantized kinds. Each tensor of these types holds ALL its parts in one buffer (see bnb_tensor_nbytes and the
+     * storage rules below); ne[] counts the logical (dequantized) elements.
+     *
+     * Q8_BLOCK  blockwise 8-bit: [n u8 codes][pad16][nblk f32 absmax][256 f32 code map]
+     *           nested: [n u8 codes][pad16][nblk u8 absmax codes][pad16][nblk2 f32 absmax2][f32 mean][pad16]
+     *                   [256 f32 code map][256 f32 dynamic signed map]           (nblk2 = ceil(nblk/256))
+     * Q4_NF4 / Q4_FP4  two codes a byte, element 2k in the HIGH nibble: [ceil(n/2) u8][pad16][nblk f32 absmax]
+     *           nested as Q8_BLOCK (absmax codes, absmax2, mean, dynamic map).
+     * I8_ROW    row-wise int8 (LLM.int8 weights/activations): [n i8 values][pad16][rows f32 row absmax (SCB)]
+     * OUTLIERS  outlier columns of a [rows x cols] matrix, capacity cap = ne[0] columns:
+     *           [i32 count][i32 col index x cap][pad16][f16 values: cap x rows, column-major]
+     * OPT8      8-bit optimizer state (blockwise, block 256): [n u8 codes][pad16][nblk f32 absmax][256 f32 map]
+     *           (map: dynamic signed for first moments, dynamic unsigned for second moments) */
+    BNB_TYPE_Q8_BLOCK,
+    BNB_TYPE_Q4_NF4,
+    BNB_TYPE_Q4_FP4,
+    BNB_TYPE_I8_ROW,
+    BNB_TYPE_OUTLIERS,
+    BNB_TYPE_OPT8,
+    BNB_TYPE_COUNT
+} bnb_type;
+
+typedef struct bnb_type_traits {
+    const char *name;
+    size_t type_size;     /* bytes per element for plain types; 0 for quantized kinds (use bnb_tensor_nbytes) */
+    bool is_float;        /* F32/F16/BF16 */
+    bool is_quantized;    /* composite storage, see above */
+    /* plain types only (NULL otherwise): conversions of n contiguous elements */
+    void (*to_f32)(const void *src, float *dst, int64_t n);
+    void (*from_f32)(const float *src, void *dst, int64_t n);
+} bnb_type_traits;
+
+BNB_API const bnb_type_traits *bnb_type_get_traits(bnb_type t); /* NULL for an invalid type */
+BNB_API const char *bnb_type_name(bnb_type t);
+
+/* Code-map kinds for the quantized types (spec section 1). */
+typedef enum bnb_qmap {
+    BNB_QMAP_DYNAMIC_SIGNED = 0,
+    BNB_QMAP_DYNAMIC_UNSIGNED,
+    BNB_QMAP_LINEAR_SIGNED,
+    BNB_QMAP_LINEAR_UNSIGNED,
+    BNB_QMAP_QUANTILE,
+    BNB_QMAP_NF4,
+    BNB_QMAP_FP4,
+} bnb_qmap;
+
+/* Parameters of a quantized tensor (stored with the tensor). */
+typedef struct bnb_quant_params {
+    int32_t block;       /* elements per absmax block (blockwise kinds), 0 otherwise */
+    int32_t map;         /* bnb_qmap */
+    int32_t nested;      /* absmax itself quantized */
+    float threshold;     /* I8_ROW / OUTLIERS: outlier threshold (0 = none) */
+} bnb_quant_params;
+
+/* half-precision helpers (round-to-nearest-even) */
+BNB_API uint16_t bnb_f32_to_f16(float f);
+BNB_API float bnb_f16_to_f32(uint16_t h);
+BNB_API uint16_t bnb_f32_to_bf16(float f);
+BNB_API float bnb_bf16_to_f32(uint16_t h);
+
+/* ---------------------------------------------------------------------------------------------- context */
+typedef struct bnb_context bnb_context;
+
+typedef struct bnb_context_params {
+    size_t mem_size;  /* arena bytes for tensor metadata (and host data unless no_alloc); 0 = 16 MiB */
+    bool no_alloc;    /* true: tensors get no host data; a backend buffer provides it (bnb_backend_alloc_tensors) */
+} bnb_context_params;
+
+BNB_API bnb_context *bnb_context_new(bnb_context_params params);
+BNB_API void bnb_context_free(bnb_context *ctx);
+BNB_API size_t bnb_context_used(const bnb_context *ctx);
+
+/* ---------------------------------------------------------------------------------------------- tensors */
+typedef enum bnb_op {
+    BNB_OP_NONE = 0, /* leaf */
+    /* views: share data with src[0] */
+    BNB_OP_RESHAPE,
+    BNB_OP_VIEW,
+    BNB_OP_PERMUTE,
+    BNB_OP_TRANSPOSE,
+    /* copies */
+    BNB_OP_CONT, /* contiguous copy, also type conversion (bnb_cast) */
+    /* elementwise binary, b broadcast to a */
+    BNB_OP_ADD,
+    BNB_OP_SUB,
+    BNB_OP_MUL,
+    BNB_OP_DIV,
+    /* elementwise unary */
+    BNB_OP_SCALE,
+    BNB_OP_NEG,
+    BNB_OP_ABS,
+    BNB_OP_SQR,
+    BNB_OP_SQRT,
+    BNB_OP_EXP,
+    BNB_OP_LOG,
+    BNB_OP_RELU,
+    BNB_OP_GELU,
+    BNB_OP_SILU,
+    BNB_OP_TANH,
+    /* reductions */
+    BNB_OP_SUM,      /* all elements -> 1 */
+    BNB_OP_SUM_ROWS, /* over ne[0] -> [1, ne1, ne2, ne3] */
+    BNB_OP_MEAN,     /* over ne[0] -> [1, ne1, ne2, ne3] */
+    BNB_OP_MAX_ROWS, /* over ne[0] -> [1, ...] */
+    BNB_OP_ARGMAX,   /* over ne[0] -> I32 [1, ...] */
+    /* linear algebra */
+    BNB_OP_MUL_MAT,
+    /* indexing */
+    BNB_OP_GET_ROWS,
+    BNB_OP_CONCAT,
+    /* nn */
+    BNB_OP_SOFTMAX,
+    BNB_OP_RMS_NORM,
+    BNB_OP_LAYER_NORM,
+    BNB_OP_ROPE,
+    BNB_OP_CROSS_ENTROPY,
+    /* quantization (issue: quantization) */
+    BNB_OP_QUANTIZE_BLOCKWISE,   /* float -> Q8_BLOCK */
+    BNB_OP_DEQUANTIZE_BLOCKWISE, /* Q8_BLOCK -> float */
+    BNB_OP_QUANTIZE_4BIT,        /* float -> Q4_NF4 / Q4_FP4 */
+    BNB_OP_DEQUANTIZE_4BIT,      /* Q4_* -> float */
+    /* LLM.int8 (issue: LLM.int8) */
+    BNB_OP_INT8_VECTORWISE_QUANT, /* float -> I8_ROW (+ OUTLIERS) */
+    BNB_OP_MATMUL_INT8,           /* x · Wᵀ with the mixed decomposition */
+    /* optimizers (issue: autodiff + optimizers) */
+    BNB_OP_OPTIMIZER_UPDATE,      /* fused in-place update of a parameter and its states */
+    /* backward ops and later families append here, before BNB_OP_COUNT */
+    BNB_OP_COUNT
+} bnb_op;
+
+enum bnb_tensor_flag {
+    BNB_FLAG_PARAM = 1 << 0,  /* trainable parameter */
+    BNB_FLAG_INPUT = 1 << 1,  /* set by the user before compute */
+    BNB_FLAG_OUTPUT = 1 << 2, /* read after compute: never reused by the graph allocator */
+    BNB_FLAG_LOSS = 1 << 3,
+};
+
+typedef struct bnb_buffer bnb_buffer;
+typedef struct bnb_tensor bnb_tensor;
+
+struct bnb_tensor {
+    bnb_type type;
+    int64_t ne[BNB_MAX_DIMS]; /* elements per dim */
+    size_t nb[BNB_MAX_DIMS];  /* stride in bytes per dim */
+    bnb_op op;
+    int32_t op_params[BNB_MAX_OP_PARAMS];
+    bnb_tensor *src[BNB_MAX_SRC];
+    uint32_t flags;
+    char name[BNB_MAX_NAME];
+    bnb_quant_params quant;   /* quantized kinds only */
+    void *data;               /* host pointer (CPU) or device pointer (CUDA); NULL until allocated */
+    bnb_buffer *buffer;       /* the backend buffer holding data (NULL for host arena data) */
+    bnb_tensor *view_src;     /* for views: the tensor whose memory is shared */
+    size_t view_offs;         /* byte offset into view_src */
+    bnb_tensor *grad;         /* gradient, once a backward graph exists */
+    bnb_context *ctx;         /* owner */
+    void *extra;              /* backend-private */
+};
+
+BNB_API bnb_tensor *bnb_new_tensor(bnb_context *ctx, bnb_type type, int n_dims, const int64_t *ne);
+BNB_API bnb_tensor *bnb_new_tensor_1d(bnb_context *ctx, bnb_type type, int64_t ne0);
+BNB_API bnb_tensor *bnb_new_tensor_2d(bnb_context *ctx, bnb_type type, int64_t ne0, int64_t ne1);
+BNB_API bnb_tensor *bnb_new_tensor_3d(bnb_context *ctx, bnb_type type, int64_t ne0, int64_t ne1, int64_t ne2);
+BNB_API bnb_tensor *bnb_new_tensor_4d(bnb_context *ctx, bnb_type type, int64_t ne0, int64_t ne1, int64_t ne2,
+                                      int64_t ne3);
+/* A quantized tensor of logical shape ne with its quantization parameters (block size, map...). */
+BNB_API bnb_tensor *bnb_new_tensor_quant(bnb_context *ctx, bnb_type type, int n_dims, const int64_t *ne,
+                                         bnb_quant_params qp);
+BNB_API bnb_tensor *bnb_dup_tensor(bnb_context *ctx, const bnb_tensor *t); /* same type/shape, no data */
+
+BNB_API bnb_tensor *bnb_set_name(bnb_tensor *t, const char *name);
+BNB_API bnb_tensor *bnb_set_flags(bnb_tensor *t, uint32_t flags); /* ORs flags in */
+BNB_API bnb_tensor *bnb_set_param(bnb_tensor *t);
+BNB_API bnb_tensor *bnb_set_input(bnb_tensor *t);
+BNB_API bnb_tensor *bnb_set_output(bnb_tensor *t);
+
+BNB_API int64_t bnb_nelements(const bnb_tensor *t);
+BNB_API int64_t bnb_nrows(const bnb_tensor *t);  /* ne1*ne2*ne3 */
+BNB_API size_t bnb_nbytes(const bnb_tensor *t);  /* bytes spanned by the data (all parts for quantized kinds) */
+BNB_API int bnb_n_dims(const bnb_tensor *t);     /* highest dim with ne > 1, at least 1 */
+BNB_API bool bnb_is_contiguous(const bnb_tensor *t);
+BNB_API bool bnb_same_shape(const bnb_tensor *a, const bnb_tensor *b);
+BNB_API size_t bnb_type_nbytes(bnb_type type, int64_t n_elements, int64_t ne0, bnb_quant_params qp);
+
+/* Copy between host memory and a tensor (wherever it lives), converting F32 <-> the tensor's type.
+ * n is the element count and must equal bnb_nelements(t); the tensor must be contiguous and allocated.
+ * For quantized kinds: set quantizes (round-to-nearest), get dequantizes (available from the quantization issue). */
+BNB_API bnb_status bnb_tensor_set_f32(bnb_tensor *t, const float *src, int64_t n);
+BNB_API bnb_status bnb_tensor_get_f32(const bnb_tensor *t, float *dst, int64_t n);
+/* Raw byte copies (no conversion): offset and size in bytes within bnb_nbytes(t). */
+BNB_API bnb_status bnb_tensor_set(bnb_tensor *t, const void *src, size_t offset, size_t size);
+BNB_API bnb_status bnb_tensor_get(const bnb_tensor *t, void *dst, size_t offset, size_t size);
+
+/* ---------------------------------------------------------------------------------------------- views */
+BNB_API bnb_tensor *bnb_reshape_1d(bnb_context *ctx, bnb_tensor *a, int64_t ne0);
+BNB_API bnb_tensor *bnb_reshape_2d(bnb_context *ctx, bnb_tensor *a, int64_t ne0, int64_t ne1);
+BNB_API bnb_tensor *bnb_reshape_3d(bnb_context *ctx, bnb_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2);
+BNB_API bnb_tensor *bnb_reshape_4d(bnb_context *ctx, bnb_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2,
+                                   int64_t ne3);
+/* General strided view: n_dims sizes ne[], strides nb[] (bytes, nb[0] is the element size), byte offset. */
+BNB_API bnb_tensor *bnb_view(bnb_context *ctx, bnb_tensor *a, int n_dims, const int64_t *ne, const size_t *nb,
+                             size_t offset);
+/* Slice of dim `dim`: elements [start, start+len). */
+BNB_API bnb_tensor *bnb_slice(bnb_context *ctx, bnb_tensor *a, int dim, int64_t start, int64_t len);
+/* permute: source dim i goes to position axes[i] (ggml semantics) */
+BNB_API bnb_tensor *bnb_permute(bnb_context *ctx, bnb_tensor *a, int ax0, int ax1, int ax2, int ax3);
+BNB_API bnb_tensor *bnb_transpose(bnb_context *ctx, bnb_tensor *a); /* swap dims 0 and 1 */
+BNB_API bnb_tensor *bnb_cont(bnb_context *ctx, bnb_tensor *a);     /* contiguous copy, same type */
+BNB_API bnb_tensor *bnb_cast(bnb_context *ctx, bnb_tensor *a, bnb_type type); /* contiguous copy, new type */
+
+/* ---------------------------------------------------------------------------------------------- ops */
+/* Binary: result has a's shape and type; b must have each dim equal to a's or 1 (broadcast). */
+BNB_API bnb_tensor *bnb_add(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b);
+BNB_API bnb_tensor *bnb_sub(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b);
+BNB_API bnb_tensor *bnb_mul(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b);
+BNB_API bnb_tensor *bnb_div(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b);
+/* Unary, same shape and type */
+BNB_API bnb_tensor *bnb_scale(bnb_context *ctx, bnb_tensor *a, float s);
+BNB_API bnb_tensor *bnb_neg(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_abs(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_sqr(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_sqrt(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_exp(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_log(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_relu(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_gelu(bnb_context *ctx, bnb_tensor *a); /* tanh approximation */
+BNB_API bnb_tensor *bnb_silu(bnb_context *ctx, bnb_tensor *a);
+BNB_API bnb_tensor *bnb_tanh(bnb_context *ctx, bnb_tensor *a);
+/* Reductions (results F32 except where noted) */
+BNB_API bnb_tensor *bnb_sum(bnb_context *ctx, bnb_tensor *a);       /* -> [1] */
+BNB_API bnb_tensor *bnb_sum_rows(bnb_context *ctx, bnb_tensor *a);  /* -> [1, ne1, ne2, ne3] */
+BNB_API bnb_tensor *bnb_mean(bnb_context *ctx, bnb_tensor *a);      /* -> [1, ne1, ne2, ne3] */
+BNB_API bnb_tensor *bnb_max_rows(bnb_context *ctx, bnb_tensor *a);  /* -> [1, ne1, ne2, ne3] */
+BNB_API bnb_tensor *bnb_argmax(bnb_context *ctx, bnb_tensor *a);    /* -> I32 [1, ne1, ne2, ne3], first max */
+/* Matrix product, ggml convention: a [K, M, B2, B3], b [K, N, B2', B3'] -> F32 [M, N, B2', B3'],
+ * out[n][m] = sum_k a[m][k] * b[n][k]  (i.e. out = b · aᵀ in row-major terms; a is the weight [M rows of K]).
+ * B2' and B3' must be multiples of a's (a is broadcast over batches). F32/F16/BF16 inputs, F32 accumulate. */
+BNB_API bnb_tensor *bnb_mul_mat(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b);
+/* Embedding lookup: a [K, R, ...] any float type, idx I32 [N] -> F32 [K, N] */
+BNB_API bnb_tensor *bnb_get_rows(bnb_context *ctx, bnb_tensor *a, bnb_tensor *idx);
+/* Concatenate along dim (other dims equal, same type) */
+BNB_API bnb_tensor *bnb_concat(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b, int dim);
+/* softmax over ne[0] of (a * scale), with an optional causal mask: row i1 (query position within ne1) sees columns
+ * 0 .. i1 + (ne0 - ne1) (so a square ne0 == ne1 block is lower-triangular; with a KV cache ne0 > ne1). */
+BNB_API bnb_tensor *bnb_softmax(bnb_context *ctx, bnb_tensor *a, float scale, bool causal);
+BNB_API bnb_tensor *bnb_rms_norm(bnb_context *ctx, bnb_tensor *a, float eps);   /* over ne[0], no weight */
+BNB_API bnb_tensor *bnb_layer_norm(bnb_context *ctx, bnb_tensor *a, float eps); /* over ne[0], no weight/bias */
+/* Rotary embedding on a [head_dim, n_heads, n_tokens, 1]; pos I32 [n_tokens]. Rotates the first n_rot dims of each
+ * head. mode BNB_ROPE_NORMAL: pairs (2i, 2i+1) (GPT-J / original llama); BNB_ROPE_NEOX: pairs (i, i + n_rot/2).
+ * theta_i = pos * base^(-2i/n_rot). */
+enum { BNB_ROPE_NORMAL = 0, BNB_ROPE_NEOX = 2 };
+BNB_API bnb_tensor *bnb_rope(bnb_context *ctx, bnb_tensor *a, bnb_tensor *pos, int n_rot, int mode, float base);
+/* Cross entropy from logits [V, N] and I32 targets [N] -> F32 [1]: mean over rows of -log softmax(logits)[target] */
+BNB_API bnb_tensor *bnb_cross_entropy(bnb_context *ctx, bnb_tensor *logits, bnb_tensor *targets);
+
+BNB_API const char *bnb_op_name(bnb_op op);
+
+/* ---------------------------------------------------------------------------------------------- graph */
+typedef struct bnb_graph bnb_graph;
+
+/* A graph lives in ctx's arena. max_nodes 0 = 8192. */
+BNB_API bnb_graph *bnb_graph_new(bnb_context *ctx, size_t max_nodes);
+/* Add `out` and everything it depends on (topological order); repeated calls add more outputs. Outputs get
+ * BNB_FLAG_OUTPUT. Fails with BNB_ERR_GRAPH on a cycle or when max_nodes is exceeded. */
+BNB_API bnb_status bnb_graph_build(bnb_graph *g, bnb_tensor *out);
+BNB_API int bnb_graph_n_nodes(const bnb_graph *g);
+BNB_API bnb_tensor *bnb_graph_node(const bnb_graph *g, int i); /* negative i counts from the end */
+BNB_API int bnb_graph_n_leafs(const bnb_graph *g);
+BNB_API bnb_tensor *bnb_graph_leaf(const bnb_graph *g, int i);
+BNB_API void bnb_graph_print(const bnb_graph *g);
+/* Bytes of intermediate memory the graph allocator planned (after the first compute); and without reuse. */
+BNB_API size_t bnb_graph_mem_planned(const bnb_graph *g);
+BNB_API size_t bnb_graph_mem_naive(const bnb_graph *g);
+
+/* ---------------------------------------------------------------------------------------------- backends */
+typedef struct bnb_backend bnb_backend;
+
+BNB_API bnb_backend *bnb_backend_cpu_new(int n_threads);  /* n_threads <= 0: all cores */
+BNB_API bnb_backend *bnb_backend_cuda_new(int device);     /* NULL + BNB_ERR_NO_DEVICE without a GPU */
+BNB_API bool bnb_cuda_available(void);                     /* built with CUDA and a device is present */
+BNB_API void bnb_backend_free(bnb_backend *be);
+BNB_API const char *bnb_backend_name(const bnb_backend *be);
+BNB_API bool bnb_backend_is_cpu(const bnb_backend *be);
+BNB_API bnb_status bnb_backend_synchronize(bnb_backend *be);
+/* CUDA: capture repeated graph computes into a CUDA graph and replay it (default on). No-op on CPU. */
+BNB_API void bnb_backend_set_graph_capture(bnb_backend *be, bool enable);
+
+/* Allocate, in one buffer of `be`, every tensor of ctx that has no data yet and is not a view or op result
+ * (leaves: inputs, parameters). Returns the buffer (freed with bnb_buffer_free; tensors then lose their data).
+ * Tensors already in another buffer are left alone. */
+BNB_API bnb_buffer *bnb_backend_alloc_tensors(bnb_backend *be, bnb_context *ctx);
+/* Allocate one buffer of `size` bytes. */
+BNB_API bnb_buffer *bnb_backend_alloc_buffer(bnb_backend *be, size_t size);
+BNB_API void bnb_buffer_free(bnb_buffer *buf);
+BNB_API size_t bnb_buffer_size(const bnb_buffer *buf);
+/* Place tensor t at byte offset in buf (t must have no data yet). */
+BNB_API bnb_status bnb_buffer_place(bnb_buffer *buf, bnb_tensor *t, size_t offset);
+BNB_API bnb_status bnb_buffer_clear(bnb_buffer *buf, uint8_t value);
+
+/* Run the graph. On the first call for this backend (or after leaves moved) the graph allocator plans the
+ * intermediates into one backend buffer reusing memory by liveness; later calls reuse the plan. Every leaf the
+ * graph reads must be allocated on this backend. */
+BNB_API bnb_status bnb_graph_compute(bnb_backend *be, bnb_graph *g);
+/* Whether `be` can run node t (type/op support). */
+BNB_API bool bnb_backend_supports(bnb_backend *be, const bnb_tensor *t);
+
+/* ==============================================================================================================
+ * Sections added by later issues go below, one per family (quantization, LLM.int8, autodiff, optimizers...).
+ * ============================================================================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BNB_H */

@@ -1,0 +1,136 @@
+/* Internal declarations shared by the core, the op files and the backends. Not installed. */
+#ifndef BNB_IMPL_H
+#define BNB_IMPL_H
+
+#include "bnb.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BNB_ALIGN 64 /* alignment of tensor data in buffers and arenas */
+#define BNB_PAD(x, n) (((x) + (n)-1) / (n) * (n))
+#define BNB_UNUSED(x) (void)(x)
+#define BNB_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define BNB_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---------------------------------------------------------------- errors */
+/* Set the thread-local message (printf style) and return `s`, so callers write `return bnb_fail(S, "...")`. */
+bnb_status bnb_fail(bnb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, for constructors that return NULL. */
+void *bnb_fail_null(bnb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Last status set on this thread (BNB_OK after bnb_clear_error). */
+bnb_status bnb_last_status(void);
+/* "64x32x1x1" style shape string into buf (returns buf). */
+const char *bnb_shape_str(const bnb_tensor *t, char *buf, size_t n);
+
+/* ---------------------------------------------------------------- context */
+struct bnb_context {
+    uint8_t *mem;
+    size_t size;
+    size_t used;
+    bool no_alloc;
+    int n_tensors;
+    bnb_tensor *first; /* tensors in creation order; iterate with bnb_ctx_next_tensor */
+    bnb_tensor *last;
+};
+/* Allocate `size` bytes from the arena (aligned); NULL + error when full. */
+void *bnb_ctx_alloc(bnb_context *ctx, size_t size);
+/* Iterate tensors: t = NULL gives the first. */
+bnb_tensor *bnb_ctx_next_tensor(bnb_context *ctx, bnb_tensor *t);
+
+/* ---------------------------------------------------------------- op construction helpers */
+/* New result tensor for op with sources; NULL on arena exhaustion. */
+bnb_tensor *bnb_new_op_tensor(bnb_context *ctx, bnb_op op, bnb_type type, const int64_t ne[4]);
+/* View tensor sharing memory with a (offset in bytes), for the view ops. */
+bnb_tensor *bnb_new_view_tensor(bnb_context *ctx, bnb_op op, bnb_tensor *a, const int64_t ne[4],
+                                const size_t nb[4], size_t offset);
+static inline void bnb_set_op_i32(bnb_tensor *t, int i, int32_t v) { t->op_params[i] = v; }
+static inline int32_t bnb_get_op_i32(const bnb_tensor *t, int i) { return t->op_params[i]; }
+static inline void bnb_set_op_f32(bnb_tensor *t, int i, float v) { memcpy(&t->op_params[i], &v, sizeof v); }
+static inline float bnb_get_op_f32(const bnb_tensor *t, int i) {
+    float v;
+    memcpy(&v, &t->op_params[i], sizeof v);
+    return v;
+}
+static inline bool bnb_type_is_float(bnb_type t) {
+    return t == BNB_TYPE_F32 || t == BNB_TYPE_F16 || t == BNB_TYPE_BF16;
+}
+static inline bool bnb_type_is_plain(bnb_type t) { return t >= BNB_TYPE_F32 && t <= BNB_TYPE_I32; }
+size_t bnb_type_size(bnb_type t); /* element bytes of plain types, 0 otherwise */
+/* NULL checks for constructors: returns false and sets the error naming the op. */
+bool bnb_check_src(const char *op, const bnb_tensor *t, const char *what);
+
+/* ---------------------------------------------------------------- graph */
+struct bnb_graph {
+    bnb_context *ctx;
+    int size;        /* capacity of nodes and leafs */
+    int n_nodes;     /* tensors with an op (views included), topological order */
+    int n_leafs;     /* tensors without an op */
+    bnb_tensor **nodes;
+    bnb_tensor **leafs;
+    /* visited-set: open-addressing hash of tensor pointers */
+    size_t hash_size;
+    bnb_tensor **hash;
+    /* allocation plan (graph allocator) */
+    bnb_backend *plan_backend;   /* backend the plan is for */
+    bnb_buffer *plan_buffer;     /* intermediates live here */
+    size_t plan_bytes;           /* bytes used by the plan */
+    size_t naive_bytes;          /* sum of intermediate sizes (no reuse) */
+    size_t *plan_offsets;        /* per node: offset in plan_buffer, SIZE_MAX for nodes not placed there */
+    void *backend_state;         /* backend-private per-graph state (e.g. a captured CUDA graph) */
+    void (*backend_state_free)(void *);
+    uint64_t version;            /* bumped when the plan changes */
+};
+/* Plan and place intermediate tensors of g into one buffer of `be`. Called by bnb_graph_compute. */
+bnb_status bnb_graph_allocate(bnb_backend *be, bnb_graph *g);
+/* Data pointer of a view = base data + offset; call after the base is placed. */
+void bnb_view_init(bnb_tensor *t);
+/* True for ops that compute nothing (views). */
+static inline bool bnb_op_is_view(bnb_op op) {
+    return op == BNB_OP_RESHAPE || op == BNB_OP_VIEW || op == BNB_OP_PERMUTE || op == BNB_OP_TRANSPOSE;
+}
+
+/* ---------------------------------------------------------------- quantized host conversions */
+/* Host-side conversion between F32 and a quantized tensor's full storage (bnb_nbytes(t) bytes at `storage`),
+ * used by bnb_tensor_set_f32/get_f32. Implemented by the quantization code (src/quant/). */
+bnb_status bnb_quant_host_from_f32(const bnb_tensor *t, const float *src, void *storage);
+bnb_status bnb_quant_host_to_f32(const bnb_tensor *t, const void *storage, float *dst);
+
+/* ---------------------------------------------------------------- backends */
+typedef struct bnb_backend_iface {
+    const char *name;
+    bool is_cpu; /* data pointers are host pointers */
+    void (*free)(bnb_backend *be);
+    /* device memory */
+    void *(*alloc)(bnb_backend *be, size_t size); /* NULL + error on failure */
+    void (*dealloc)(bnb_backend *be, void *ptr, size_t size);
+    bnb_status (*copy_in)(bnb_backend *be, void *dst, const void *host_src, size_t size);
+    bnb_status (*copy_out)(bnb_backend *be, void *host_dst, const void *src, size_t size);
+    bnb_status (*fill)(bnb_backend *be, void *dst, uint8_t value, size_t size);
+    bnb_status (*synchronize)(bnb_backend *be);
+    /* compute */
+    bool (*supports)(bnb_backend *be, const bnb_tensor *node);
+    bnb_status (*graph_compute)(bnb_backend *be, bnb_graph *g);
+    void (*set_graph_capture)(bnb_backend *be, bool enable);
+} bnb_backend_iface;
+
+struct bnb_backend {
+    const bnb_backend_iface *iface;
+    void *impl;
+};
+
+struct bnb_buffer {
+    bnb_backend *backend;
+    void *base;
+    size_t size;
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif
