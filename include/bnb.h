@@ -110,6 +110,11 @@ typedef enum bnb_qmap {
     BNB_QMAP_FP4,
 } bnb_qmap;
 
+/* Fill out[256] with the code map of `kind` (spec section 1): DYNAMIC_* with bitsandbytes' defaults
+ * (max_exponent_bits 7, total_bits 8), LINEAR_*, NF4/FP4 (16 values in out[0..15], the rest 0).
+ * QUANTILE needs data: use bnb_qmap_quantile. Implemented by the quantization code (src/quant/). */
+BNB_API bnb_status bnb_qmap_fill(bnb_qmap kind, float out[256]);
+
 /* Parameters of a quantized tensor (stored with the tensor). */
 typedef struct bnb_quant_params {
     int32_t block;       /* elements per absmax block (blockwise kinds), 0 otherwise */

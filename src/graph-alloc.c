@@ -67,7 +67,8 @@ static void fl_free(free_list *fl, size_t off, size_t size) {
 
 /* A node the allocator owns: an op result that is not a view and was not placed by the user. */
 static bool planned_here(const bnb_graph *g, const bnb_tensor *t) {
-    if (t->op == BNB_OP_NONE || bnb_op_is_view(t->op)) return false;
+    /* in-place nodes (e.g. optimizer updates) set view_src to the tensor they write into */
+    if (t->op == BNB_OP_NONE || bnb_op_is_view(t->op) || t->view_src) return false;
     return t->data == NULL || (t->buffer && t->buffer == g->plan_buffer);
 }
 
@@ -89,7 +90,7 @@ bnb_status bnb_graph_allocate(bnb_backend *be, bnb_graph *g) {
     /* forget the previous plan's placements */
     for (int i = 0; i < n; i++) {
         bnb_tensor *t = g->nodes[i];
-        if (g->plan_buffer && t->buffer == g->plan_buffer && !bnb_op_is_view(t->op)) {
+        if (g->plan_buffer && t->buffer == g->plan_buffer && !t->view_src) {
             t->data = NULL;
             t->buffer = NULL;
         }
