@@ -379,6 +379,46 @@ BNB_API bool bnb_backend_supports(bnb_backend *be, const bnb_tensor *t);
  * Sections added by later issues go below, one per family (quantization, LLM.int8, autodiff, optimizers...).
  * ============================================================================================================== */
 
+/* ---------------------------------------------------------------------------------------------- quantization */
+/* Code maps (spec section 1), float32, sorted ascending, bit-identical to bitsandbytes' (src/quant/maps.c).
+ * bnb_qmap_fill gives the named kinds; these give the general constructions. */
+BNB_API bnb_status bnb_qmap_dynamic(float out[256], bool is_signed, int max_exponent_bits, int total_bits);
+BNB_API bnb_status bnb_qmap_linear(float out[256], bool is_signed);
+/* Quantile map of data x[n] (n >= 256): 255 estimated quantiles (bitsandbytes' create_quantile_map: probabilities
+ * offset .. 1-offset, offset 1/512 meaning bitsandbytes' default) plus one 0, sorted, divided by their max |value|.
+ * Uses the fast estimator below. */
+BNB_API bnb_status bnb_qmap_quantile(float out[256], const float *x, int64_t n, float offset);
+/* Quantiles of x[n] at the 256 probabilities p_j = offset + j (1 - 2 offset) / 255, j = 0..255 (linear interpolation
+ * between order statistics). _exact sorts a copy of all values; _estimate is the SRAM-quantiles estimator: blocks of
+ * 4096 values are sorted in cache, their quantiles averaged (error well under 1% of the range; n_threads <= 0: all
+ * cores). Non-finite values: BNB_ERR_NUMERIC. */
+BNB_API bnb_status bnb_quantiles_exact(const float *x, int64_t n, float offset, float out[256]);
+BNB_API bnb_status bnb_quantiles_estimate(const float *x, int64_t n, float offset, float out[256], int n_threads);
+
+/* Blockwise 8-bit quantization: x (F32/F16/BF16, contiguous, any shape) -> Q8_BLOCK of x's shape.
+ * map: a bnb_qmap kind (DYNAMIC_*, LINEAR_*), or any kind with `code` set: an F32 tensor of 256 sorted values (e.g.
+ * from bnb_qmap_quantile) that the op copies into the result. block: 64..4096, a power of two. nested: the absmax
+ * values are quantized again (block 256, dynamic signed map, mean kept). Codes: nearest map value (spec section 2).
+ * Non-finite input: the CPU backend's compute fails with BNB_ERR_NUMERIC naming the block; the CUDA kernels store
+ * that block's absmax as NaN, which bnb_quant_check reports (bnb_tensor_set_f32 of a quantized tensor checks too). */
+BNB_API bnb_tensor *bnb_quantize_blockwise(bnb_context *ctx, bnb_tensor *x, bnb_qmap map, bnb_tensor *code,
+                                           int block, bool nested);
+/* Same with stochastic rounding: the upper neighbour with probability (y - lower) / (upper - lower); the random
+ * number of element i is a hash of (seed, i), so CPU and CUDA draw the same numbers. */
+BNB_API bnb_tensor *bnb_quantize_blockwise_stochastic(bnb_context *ctx, bnb_tensor *x, bnb_qmap map, bnb_tensor *code,
+                                                      int block, bool nested, uint32_t seed);
+/* Q8_BLOCK -> type (F32/F16/BF16), same shape: x' = map[code] * absmax. */
+BNB_API bnb_tensor *bnb_dequantize_blockwise(bnb_context *ctx, bnb_tensor *q, bnb_type type);
+/* 4-bit: x (F32/F16/BF16) -> qtype (BNB_TYPE_Q4_NF4 or Q4_FP4), block 32..4096 (power of two), element 2k in the
+ * HIGH nibble. */
+BNB_API bnb_tensor *bnb_quantize_4bit(bnb_context *ctx, bnb_tensor *x, bnb_type qtype, int block, bool nested);
+BNB_API bnb_tensor *bnb_dequantize_4bit(bnb_context *ctx, bnb_tensor *q, bnb_type type);
+/* Read a Q8_BLOCK / Q4_* tensor's scales back and fail with BNB_ERR_NUMERIC naming the first block whose absmax is
+ * not finite (the trace of non-finite input in a graph quantize on CUDA). */
+BNB_API bnb_status bnb_quant_check(const bnb_tensor *q);
+/* bnb_mul_mat(ctx, a, b) also takes a Q8_BLOCK / Q4_NF4 / Q4_FP4 weight a [K, M] (dequantized on the fly; blocks
+ * run along the flattened a, so a row of K values may start mid-block). */
+
 #ifdef __cplusplus
 }
 #endif
