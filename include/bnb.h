@@ -196,6 +196,20 @@ typedef enum bnb_op {
     /* optimizers (issue: autodiff + optimizers) */
     BNB_OP_OPTIMIZER_UPDATE,      /* fused in-place update of a parameter and its states */
     /* backward ops and later families append here, before BNB_OP_COUNT */
+    /* autodiff (issue: autodiff; constructors in src/ops/backward.c) */
+    BNB_OP_FILL,                /* constant: every element = value; no sources */
+    BNB_OP_REPEAT,              /* broadcast a (dims equal or 1) to a larger shape */
+    BNB_OP_SUM_TO,              /* sum a over the dims where the target shape has 1 (inverse of broadcasting) */
+    BNB_OP_ACC_GRAD,            /* in place: accumulator += gradient (gradient accumulation over computes) */
+    BNB_OP_UNARY_BACK,          /* dy * f'(x) for a unary op f (op_params[0] = the forward op) */
+    BNB_OP_MAX_ROWS_BACK,       /* dy to the (first) argmax of each row */
+    BNB_OP_GET_ROWS_BACK,       /* scatter-add of row gradients into the table */
+    BNB_OP_VIEW_BACK,           /* scatter-add of a strided view's gradient into its source's shape */
+    BNB_OP_SOFTMAX_BACK,
+    BNB_OP_RMS_NORM_BACK,
+    BNB_OP_LAYER_NORM_BACK,
+    BNB_OP_ROPE_BACK,           /* inverse rotation */
+    BNB_OP_CROSS_ENTROPY_BACK,
     BNB_OP_COUNT
 } bnb_op;
 
@@ -418,6 +432,37 @@ BNB_API bnb_tensor *bnb_dequantize_4bit(bnb_context *ctx, bnb_tensor *q, bnb_typ
 BNB_API bnb_status bnb_quant_check(const bnb_tensor *q);
 /* bnb_mul_mat(ctx, a, b) also takes a Q8_BLOCK / Q4_NF4 / Q4_FP4 weight a [K, M] (dequantized on the fly; blocks
  * run along the flattened a, so a row of K values may start mid-block). */
+
+/* ---------------------------------------------------------------------------------------------- autodiff */
+/* Reverse-mode differentiation of a scalar loss. bnb_graph_backward walks g's nodes from `loss` (1 element, already
+ * built into g) back to the leaves and appends to g the nodes computing d loss / d t for every tensor t on a path
+ * to a BNB_FLAG_PARAM tensor. Afterwards param->grad is an F32 tensor of param's shape, marked BNB_FLAG_OUTPUT (the
+ * allocator keeps it), and one bnb_graph_compute runs forward and backward. d loss = 1 is produced by a FILL node:
+ * nothing to set by hand. Tensors used several times sum their gradients. Params without a path to the loss keep
+ * grad NULL. Intermediate tensors also get t->grad, but their memory may be reused: read only params' grads.
+ * Ops without a gradient rule fail with BNB_ERR_UNSUPPORTED naming the op; the graph is then left as it was.
+ *
+ * Semantics: with bnb_graph_backward each compute OVERWRITES param->grad with this compute's gradient (PyTorch's
+ * zero_grad-every-step usage). With bnb_graph_backward_accumulate each param's gradient is ADDED into a persistent
+ * F32 accumulator (a leaf of ctx, allocated by bnb_backend_alloc_tensors like the params; zero it once with
+ * bnb_graph_reset_grads before the first compute), for gradient accumulation over micro-batches; param->grad is then
+ * the in-place accumulation node (read it after compute; graphs that run after it, e.g. an optimizer graph, should
+ * read bnb_grad_accumulator(param), the accumulator itself). Backward graphs built later for the same params reuse
+ * the accumulator. */
+BNB_API bnb_status bnb_graph_backward(bnb_context *ctx, bnb_graph *g, bnb_tensor *loss);
+BNB_API bnb_status bnb_graph_backward_accumulate(bnb_context *ctx, bnb_graph *g, bnb_tensor *loss);
+/* Zero the gradient accumulators of g's params (accumulate mode; no-op for params without one). */
+BNB_API bnb_status bnb_graph_reset_grads(bnb_graph *g);
+/* The persistent F32 accumulator of param (accumulate mode), NULL otherwise. */
+BNB_API bnb_tensor *bnb_grad_accumulator(const bnb_tensor *param);
+
+/* Ops used by the gradient graphs, also usable directly. */
+/* F32 tensor of shape ne (n_dims 1..4) whose every element is `value` (computed by the backend: no host data). */
+BNB_API bnb_tensor *bnb_fill(bnb_context *ctx, int n_dims, const int64_t *ne, float value);
+/* Broadcast a to like's shape (each dim of a equal to like's or 1) -> F32. */
+BNB_API bnb_tensor *bnb_repeat(bnb_context *ctx, bnb_tensor *a, const bnb_tensor *like);
+/* Sum a down to like's shape (each dim of like equal to a's or 1) -> F32. The inverse of broadcasting. */
+BNB_API bnb_tensor *bnb_sum_to(bnb_context *ctx, bnb_tensor *a, const bnb_tensor *like);
 
 #ifdef __cplusplus
 }

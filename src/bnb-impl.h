@@ -101,6 +101,38 @@ static inline bool bnb_op_is_view(bnb_op op) {
 bnb_status bnb_quant_host_from_f32(const bnb_tensor *t, const float *src, void *storage);
 bnb_status bnb_quant_host_to_f32(const bnb_tensor *t, const void *storage, float *dst);
 
+/* ---------------------------------------------------------------- autodiff (src/autodiff.c, src/ops/backward.c) */
+/* State of one bnb_graph_backward pass, handed to the gradient rules. */
+typedef struct bnb_backward_ctx bnb_backward_ctx;
+bnb_context *bnb_backward_context(bnb_backward_ctx *bc);
+/* Whether t lies on a path to a parameter (only then is its gradient built). */
+bool bnb_grad_needed(bnb_backward_ctx *bc, const bnb_tensor *t);
+/* Add (or subtract) contrib -- F32, t's shape or broadcastable to it -- to t's gradient; no-op when t needs none. */
+bnb_status bnb_grad_add(bnb_backward_ctx *bc, bnb_tensor *t, bnb_tensor *contrib);
+bnb_status bnb_grad_sub(bnb_backward_ctx *bc, bnb_tensor *t, bnb_tensor *contrib);
+/* The gradient rule of node's op (src/ops/backward.c): gy = d loss / d node; adds to the sources' gradients.
+ * Ops of later families add a case there calling their own rule. */
+bnb_status bnb_op_backward(bnb_backward_ctx *bc, bnb_tensor *node, bnb_tensor *gy);
+/* Backward op constructors (results F32, contiguous). */
+bnb_tensor *bnb_acc_grad(bnb_context *ctx, bnb_tensor *acc, bnb_tensor *g); /* in place into acc */
+bnb_tensor *bnb_unary_back(bnb_context *ctx, bnb_op fwd, bnb_tensor *gy, bnb_tensor *x);
+bnb_tensor *bnb_max_rows_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *x);
+bnb_tensor *bnb_get_rows_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *idx, const bnb_tensor *table);
+/* gy is the gradient of a view with element strides st[4] and element offset off into a contiguous tensor of
+ * shape ne: scatter-add it there. */
+bnb_tensor *bnb_view_back(bnb_context *ctx, bnb_tensor *gy, const int64_t ne[4], const int64_t st[4], int64_t off);
+bnb_tensor *bnb_softmax_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *y, float scale);
+bnb_tensor *bnb_rms_norm_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *x, float eps);
+bnb_tensor *bnb_layer_norm_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *x, float eps);
+bnb_tensor *bnb_rope_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *pos, int n_rot, int mode, float base);
+bnb_tensor *bnb_cross_entropy_back(bnb_context *ctx, bnb_tensor *gy, bnb_tensor *logits, bnb_tensor *targets);
+static inline int64_t bnb_get_op_i64(const bnb_tensor *t, int i) {
+    int64_t v;
+    memcpy(&v, &t->op_params[i], sizeof v);
+    return v;
+}
+static inline void bnb_set_op_i64(bnb_tensor *t, int i, int64_t v) { memcpy(&t->op_params[i], &v, sizeof v); }
+
 /* ---------------------------------------------------------------- backends */
 typedef struct bnb_backend_iface {
     const char *name;

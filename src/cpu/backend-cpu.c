@@ -1,5 +1,6 @@
 /* CPU backend: host memory, and a node-by-node dispatcher to the kernels (OpenMP inside each kernel). */
 #include "cpu-kernels.h"
+#include "backward.h"
 
 #include <stdlib.h>
 #ifdef _OPENMP
@@ -81,6 +82,10 @@ static bool cpu_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_LAYER_NORM:
     case BNB_OP_ROPE:
     case BNB_OP_CROSS_ENTROPY: return true;
+    case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
+    case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
+    case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
+    case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward_supports(t); /* autodiff: src/cpu/backward.c */
     default: return false;
     }
 }
@@ -127,6 +132,10 @@ static bnb_status cpu_compute_node(const bnb_cpu_ctx *c, bnb_tensor *t) {
     case BNB_OP_LAYER_NORM: return bnb_cpu_norm(c, t);
     case BNB_OP_ROPE: return bnb_cpu_rope(c, t);
     case BNB_OP_CROSS_ENTROPY: return bnb_cpu_cross_entropy(c, t);
+    case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
+    case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
+    case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
+    case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward(c, t); /* autodiff: src/cpu/backward.c */
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu backend: %s is not implemented", bnb_op_name(t->op));
     }
 }
