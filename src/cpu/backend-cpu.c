@@ -1,6 +1,7 @@
 /* CPU backend: host memory, and a node-by-node dispatcher to the kernels (OpenMP inside each kernel). */
 #include "cpu-kernels.h"
 #include "backward.h"
+#include "../quant/quant.h"
 
 #include <stdlib.h>
 #ifdef _OPENMP
@@ -86,11 +87,16 @@ static bool cpu_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward_supports(t); /* autodiff: src/cpu/backward.c */
+    case BNB_OP_QUANTIZE_BLOCKWISE:
+    case BNB_OP_DEQUANTIZE_BLOCKWISE:
+    case BNB_OP_QUANTIZE_4BIT:
+    case BNB_OP_DEQUANTIZE_4BIT: return true; /* quantization: src/cpu/quant.c */
     default: return false;
     }
 }
 
 size_t bnb_cpu_work_size(const bnb_tensor *node, int n_threads) {
+    if (bnb_is_quant_op(node->op) || bnb_is_mul_mat_quant(node)) return bnb_cpu_quant_work_size(node, n_threads);
     switch (node->op) {
     case BNB_OP_MUL_MAT: return bnb_cpu_mul_mat_work_size(node, n_threads);
     default: return 0;
@@ -98,6 +104,9 @@ size_t bnb_cpu_work_size(const bnb_tensor *node, int n_threads) {
 }
 
 static bnb_status cpu_compute_node(const bnb_cpu_ctx *c, bnb_tensor *t) {
+    if (bnb_is_mul_mat_quant(t)) return bnb_cpu_mul_mat_quant(c, t); /* quantized weight: src/cpu/quant.c */
+    if (t->op == BNB_OP_QUANTIZE_BLOCKWISE || t->op == BNB_OP_QUANTIZE_4BIT) return bnb_cpu_quantize(c, t);
+    if (t->op == BNB_OP_DEQUANTIZE_BLOCKWISE || t->op == BNB_OP_DEQUANTIZE_4BIT) return bnb_cpu_dequantize(c, t);
     switch (t->op) {
     case BNB_OP_RESHAPE:
     case BNB_OP_VIEW:
