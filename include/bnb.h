@@ -73,6 +73,9 @@ typedef enum bnb_type {
      * Q4_NF4 / Q4_FP4  two codes a byte, element 2k in the HIGH nibble: [ceil(n/2) u8][pad16][nblk f32 absmax]
      *           nested as Q8_BLOCK (absmax codes, absmax2, mean, dynamic map).
      * I8_ROW    row-wise int8 (LLM.int8 weights/activations): [n i8 values][pad16][rows f32 row absmax (SCB)]
+ *           and, when quant.threshold > 0 (activations quantized with outlier detection), then [pad16] and an
+ *           OUTLIERS section (below) for cap = ne[0] columns: the outlier columns found, their f16 values; their
+ *           int8 values are 0 (see bnb_int8_vectorwise_quant).
      * OUTLIERS  outlier columns of a [rows x cols] matrix, capacity cap = ne[0] columns:
      *           [i32 count][i32 col index x cap][pad16][f16 values: cap x rows, column-major]
      * OPT8      8-bit optimizer state (blockwise, block 256): [n u8 codes][pad16][nblk f32 absmax][256 f32 map]
@@ -210,6 +213,8 @@ typedef enum bnb_op {
     BNB_OP_LAYER_NORM_BACK,
     BNB_OP_ROPE_BACK,           /* inverse rotation */
     BNB_OP_CROSS_ENTROPY_BACK,
+    /* LLM.int8 (src/ops/int8.c) */
+    BNB_OP_INT8_DEQUANTIZE,     /* I8_ROW -> F32 (outlier columns restored) */
     BNB_OP_COUNT
 } bnb_op;
 
@@ -432,6 +437,63 @@ BNB_API bnb_tensor *bnb_dequantize_4bit(bnb_context *ctx, bnb_tensor *q, bnb_typ
 BNB_API bnb_status bnb_quant_check(const bnb_tensor *q);
 /* bnb_mul_mat(ctx, a, b) also takes a Q8_BLOCK / Q4_NF4 / Q4_FP4 weight a [K, M] (dequantized on the fly; blocks
  * run along the flattened a, so a row of K values may start mid-block). */
+
+/* ---------------------------------------------------------------------------------------------- LLM.int8 */
+/* LLM.int8() (spec section 3). Weights W [in, out] (ne0 = in features, ne1 = out rows) are stored as I8_ROW: CB int8
+ * rows + SCB = row absmax (what a bitsandbytes int8 checkpoint holds as `weight` and `SCB`).
+ *
+ * Vector-wise quantization of x [cols, rows, ...] (F32/F16/BF16, rows contiguous) -> I8_ROW of x's shape:
+ * rowmax_r = max |x_r,c| (threshold t > 0: over |x_r,c| < t only), q = round-half-even(x * 127 / rowmax_r).
+ * With t > 0 the outlier columns (any |x_r,c| >= t) are listed, ascending, in the OUTLIERS section with their f16
+ * values, and their int8 values are 0 in every row (so q·CBᵀ + outliers counts each column once). t = 0 also
+ * converts weights (bnb_int8_quantize_weight). */
+BNB_API bnb_tensor *bnb_int8_vectorwise_quant(bnb_context *ctx, bnb_tensor *x, float threshold);
+/* Weight conversion as a graph op: F32/F16/BF16 w [in, out] -> I8_ROW (CB, SCB); = bnb_int8_vectorwise_quant(w, 0). */
+BNB_API bnb_tensor *bnb_int8_quantize_weight(bnb_context *ctx, bnb_tensor *w);
+/* I8_ROW -> F32 of the same shape: q * rowmax / 127, outlier columns restored from their f16 values. */
+BNB_API bnb_tensor *bnb_int8_dequantize(bnb_context *ctx, bnb_tensor *q);
+/* y = x · Wᵀ (+ bias) by the LLM.int8 decomposition -> F32 [out, ne1, ne2, ne3].
+ *  x: F32/F16/BF16 [in, ne1, ne2, ne3] (rows contiguous): quantized on the fly with outlier detection at
+ *     `threshold` (6.0 is bitsandbytes' default; 0 disables the decomposition); or an I8_ROW from
+ *     bnb_int8_vectorwise_quant (its own outliers are used; `threshold` is ignored).
+ *  w: I8_ROW [in, out] (inference), or F32/F16/BF16 [in, out]: 16-bit master weights (has_fp16_weights), re-quantized
+ *     row-wise at every compute.
+ *  bias: NULL or F32/F16/BF16 [out].
+ * int32 accumulation C = q_x · CBᵀ; y = C * rowmax * SCB / 127² + bias + x[:, outl] · (CB[:, outl] * SCB / 127)ᵀ.
+ * Gradients (training): dx = dy · dequant(W), dW = dyᵀ · x (float weights only), dbias = sum of dy over rows.
+ * int8 values must lie in [-127, 127] (what the quantizers produce); |C| must fit int32 (in <= 133000). */
+BNB_API bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
+                                    bnb_tensor *bias);
+
+/* Host conversions (any backend; the tensor must be allocated). I8_ROW t of shape [cols, rows...]:
+ * quantize from host float data w[rows * cols] (type F32, F16 or BF16) with t->quant.threshold, and upload. */
+BNB_API bnb_status bnb_int8_set_from(bnb_tensor *t, bnb_type src_type, const void *src, int64_t n);
+/* Upload the parts directly (e.g. a bitsandbytes checkpoint's `weight` int8 [rows x cols] and `SCB` f32 [rows]).
+ * Only for tensors without an outlier section (threshold 0). */
+BNB_API bnb_status bnb_int8_set_parts(bnb_tensor *t, const int8_t *q, const float *rowmax);
+/* Download the parts; any pointer may be NULL. outlier_cols needs room for ne[0] entries; *n_outliers is 0 when the
+ * tensor has no outlier section. */
+BNB_API bnb_status bnb_int8_get_parts(const bnb_tensor *t, int8_t *q, float *rowmax, int32_t *n_outliers,
+                                      int32_t *outlier_cols);
+/* New I8_ROW weight tensor [in, out] (threshold 0) in ctx. */
+BNB_API bnb_tensor *bnb_int8_new_weight(bnb_context *ctx, int64_t in, int64_t out);
+
+/* Building block for the model layer: an int8 linear layer y = x · Wᵀ + b. */
+typedef struct bnb_linear_int8 {
+    bnb_tensor *weight;    /* I8_ROW [in, out] (CB + SCB); with has_fp16_weights the master weight (F16/BF16/F32) */
+    bnb_tensor *bias;      /* F32 [out] or NULL */
+    float threshold;       /* outlier threshold (6.0 default, 0 = no decomposition) */
+    bool has_fp16_weights; /* training mode: weight is a float master weight, re-quantized at every forward */
+} bnb_linear_int8;
+/* Create the tensors in ctx (allocate them with bnb_backend_alloc_tensors, then load). master_type is used only with
+ * has_fp16_weights (F16, BF16 or F32); the weight is then marked BNB_FLAG_PARAM. */
+BNB_API bnb_status bnb_linear_int8_init(bnb_linear_int8 *l, bnb_context *ctx, int64_t in, int64_t out, bool bias,
+                                        float threshold, bool has_fp16_weights, bnb_type master_type);
+/* Load weights w [out rows x in] and bias [out] (may be NULL) from host data of type src_type (F32/F16/BF16):
+ * quantized to int8 once (inference) or stored as the master weight (has_fp16_weights). */
+BNB_API bnb_status bnb_linear_int8_load(bnb_linear_int8 *l, bnb_type src_type, const void *w, const void *bias);
+/* y = x · Wᵀ + b for x [in, tokens, ...] -> F32 [out, tokens, ...]. */
+BNB_API bnb_tensor *bnb_linear_int8_forward(bnb_context *ctx, const bnb_linear_int8 *l, bnb_tensor *x);
 
 /* ---------------------------------------------------------------------------------------------- autodiff */
 /* Reverse-mode differentiation of a scalar loss. bnb_graph_backward walks g's nodes from `loss` (1 element, already

@@ -101,6 +101,36 @@ static inline bool bnb_op_is_view(bnb_op op) {
 bnb_status bnb_quant_host_from_f32(const bnb_tensor *t, const float *src, void *storage);
 bnb_status bnb_quant_host_to_f32(const bnb_tensor *t, const void *storage, float *dst);
 
+/* ---------------------------------------------------------------- LLM.int8 (src/ops/int8.c) */
+/* Where the parts of an I8_ROW tensor lie in its storage (bnb.h): q int8 [rows x cols] at 0, rowmax f32 [rows],
+ * and with threshold > 0 the OUTLIERS section: i32 count, i32 column indices [cols], f16 values column-major
+ * (outlier j of row r at j * rows + r). */
+typedef struct bnb_int8_layout {
+    int64_t cols, rows;
+    size_t rowmax_offs;
+    bool has_outliers;
+    size_t outl_count_offs, outl_idx_offs, outl_val_offs;
+} bnb_int8_layout;
+static inline bnb_int8_layout bnb_int8_layout_of(const bnb_tensor *t) {
+    bnb_int8_layout l;
+    l.cols = t->ne[0];
+    l.rows = t->ne[1] * t->ne[2] * t->ne[3];
+    size_t n = (size_t)(l.cols * l.rows);
+    l.rowmax_offs = BNB_PAD(n, 16);
+    l.has_outliers = t->quant.threshold > 0;
+    l.outl_count_offs = BNB_PAD(l.rowmax_offs + (size_t)l.rows * 4, 16);
+    l.outl_idx_offs = l.outl_count_offs + 4;
+    l.outl_val_offs = l.outl_count_offs + BNB_PAD((size_t)(l.cols + 1) * 4, 16);
+    return l;
+}
+/* Host conversion F32 <-> I8_ROW storage, for bnb_tensor_set_f32/get_f32 (the dispatcher calls these for I8_ROW). */
+bnb_status bnb_int8_host_from_f32(const bnb_tensor *t, const float *src, void *storage);
+bnb_status bnb_int8_host_to_f32(const bnb_tensor *t, const void *storage, float *dst);
+/* Gradient rule of BNB_OP_MATMUL_INT8 (for bnb_op_backward): dx = gy · dequant(W); dW = gyᵀ · x when W is a float
+ * master weight; dbias = gy summed over rows. */
+typedef struct bnb_backward_ctx bnb_backward_ctx;
+bnb_status bnb_int8_backward(bnb_backward_ctx *bc, bnb_tensor *node, bnb_tensor *gy);
+
 /* ---------------------------------------------------------------- autodiff (src/autodiff.c, src/ops/backward.c) */
 /* State of one bnb_graph_backward pass, handed to the gradient rules. */
 typedef struct bnb_backward_ctx bnb_backward_ctx;

@@ -173,7 +173,10 @@ size_t bnb_type_nbytes(bnb_type type, int64_t n, int64_t ne0, bnb_quant_params q
     case BNB_TYPE_Q4_FP4: return BNB_PAD((size_t)(n + 1) / 2, 16) + absmax;
     case BNB_TYPE_I8_ROW: {
         int64_t rows = ne0 > 0 ? n / ne0 : 0;
-        return BNB_PAD((size_t)n, 16) + (size_t)rows * 4;
+        size_t base = BNB_PAD((size_t)n, 16) + (size_t)rows * 4;
+        if (qp.threshold > 0) /* activations with outlier detection carry an OUTLIERS section (bnb.h) */
+            base = BNB_PAD(base, 16) + bnb_type_nbytes(BNB_TYPE_OUTLIERS, n, ne0, qp);
+        return base;
     }
     case BNB_TYPE_OUTLIERS: {
         int64_t cap = ne0, rows = ne0 > 0 ? n / ne0 : 0;

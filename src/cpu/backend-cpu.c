@@ -82,6 +82,9 @@ static bool cpu_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_RMS_NORM:
     case BNB_OP_LAYER_NORM:
     case BNB_OP_ROPE:
+    case BNB_OP_INT8_VECTORWISE_QUANT:
+    case BNB_OP_MATMUL_INT8:
+    case BNB_OP_INT8_DEQUANTIZE:
     case BNB_OP_CROSS_ENTROPY: return true;
     case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
@@ -99,6 +102,8 @@ size_t bnb_cpu_work_size(const bnb_tensor *node, int n_threads) {
     if (bnb_is_quant_op(node->op) || bnb_is_mul_mat_quant(node)) return bnb_cpu_quant_work_size(node, n_threads);
     switch (node->op) {
     case BNB_OP_MUL_MAT: return bnb_cpu_mul_mat_work_size(node, n_threads);
+    case BNB_OP_INT8_VECTORWISE_QUANT:
+    case BNB_OP_MATMUL_INT8: return bnb_cpu_int8_work_size(node, n_threads);
     default: return 0;
     }
 }
@@ -145,6 +150,9 @@ static bnb_status cpu_compute_node(const bnb_cpu_ctx *c, bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward(c, t); /* autodiff: src/cpu/backward.c */
+    case BNB_OP_INT8_VECTORWISE_QUANT: return bnb_cpu_int8_vectorwise_quant(c, t);
+    case BNB_OP_MATMUL_INT8: return bnb_cpu_matmul_int8(c, t);
+    case BNB_OP_INT8_DEQUANTIZE: return bnb_cpu_int8_dequantize(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu backend: %s is not implemented", bnb_op_name(t->op));
     }
 }

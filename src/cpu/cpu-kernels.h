@@ -57,5 +57,10 @@ bnb_status bnb_cpu_softmax(const bnb_cpu_ctx *c, bnb_tensor *node);
 bnb_status bnb_cpu_norm(const bnb_cpu_ctx *c, bnb_tensor *node); /* RMS_NORM and LAYER_NORM */
 bnb_status bnb_cpu_rope(const bnb_cpu_ctx *c, bnb_tensor *node);
 bnb_status bnb_cpu_cross_entropy(const bnb_cpu_ctx *c, bnb_tensor *node);
+/* src/cpu/int8.c: INT8_VECTORWISE_QUANT MATMUL_INT8 INT8_DEQUANTIZE (LLM.int8) */
+bnb_status bnb_cpu_int8_vectorwise_quant(const bnb_cpu_ctx *c, bnb_tensor *node);
+bnb_status bnb_cpu_matmul_int8(const bnb_cpu_ctx *c, bnb_tensor *node);
+bnb_status bnb_cpu_int8_dequantize(const bnb_cpu_ctx *c, bnb_tensor *node);
+size_t bnb_cpu_int8_work_size(const bnb_tensor *node, int n_threads);
 
 #endif

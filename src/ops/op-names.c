@@ -13,6 +13,8 @@ static const char *const g_op_names[BNB_OP_COUNT] = {
     [BNB_OP_GET_ROWS] = "bnb_get_rows", [BNB_OP_CONCAT] = "bnb_concat",   [BNB_OP_SOFTMAX] = "bnb_softmax",
     [BNB_OP_RMS_NORM] = "bnb_rms_norm", [BNB_OP_LAYER_NORM] = "bnb_layer_norm", [BNB_OP_ROPE] = "bnb_rope",
     [BNB_OP_CROSS_ENTROPY] = "bnb_cross_entropy",
+    [BNB_OP_INT8_VECTORWISE_QUANT] = "bnb_int8_vectorwise_quant", [BNB_OP_MATMUL_INT8] = "bnb_matmul_int8",
+    [BNB_OP_INT8_DEQUANTIZE] = "bnb_int8_dequantize",
     [BNB_OP_QUANTIZE_BLOCKWISE] = "bnb_quantize_blockwise", [BNB_OP_DEQUANTIZE_BLOCKWISE] = "bnb_dequantize_blockwise",
     [BNB_OP_QUANTIZE_4BIT] = "bnb_quantize_4bit", [BNB_OP_DEQUANTIZE_4BIT] = "bnb_dequantize_4bit",
     [BNB_OP_FILL] = "bnb_fill", [BNB_OP_REPEAT] = "bnb_repeat", [BNB_OP_SUM_TO] = "bnb_sum_to",
