@@ -182,6 +182,7 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_ROPE:
     case BNB_OP_CROSS_ENTROPY: return bnb_type_is_float(t->src[0]->type) && t->src[1]->type == BNB_TYPE_I32;
     case BNB_OP_CONCAT: return bnb_type_is_float(t->src[0]->type) && t->src[0]->type == t->src[1]->type;
+    case BNB_OP_CPY: return bnb_type_is_plain(t->type) && bnb_type_is_plain(t->src[0]->type); /* cpy.cu */
     default: return false;
     }
 }
@@ -235,6 +236,7 @@ static bnb_status cuda_compute_node(bnb_cuda_ctx *c, bnb_tensor *t) {
     case BNB_OP_LAYER_NORM: return bnb_cuda_norm(c, t);
     case BNB_OP_ROPE: return bnb_cuda_rope(c, t);
     case BNB_OP_CROSS_ENTROPY: return bnb_cuda_cross_entropy(c, t);
+    case BNB_OP_CPY: return bnb_cuda_cpy(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cuda backend: %s is not implemented", bnb_op_name(t->op));
     }
 }
@@ -418,7 +420,7 @@ static bnb_status cuda_graph_compute(bnb_backend *be, bnb_graph *g) {
     if (!impl->capture_enabled) graph_state_drop_exec(s);
 
     if (check_flag)
-        BNB_CUDA_TRY(cudaMemsetAsync(impl->c.err_flag, 0, sizeof(int), impl->c.stream), "error flag reset");
+        BNB_CUDA_TRY(cudaMemsetAsync(impl->c.err_flag, 0, 4 * sizeof(int), impl->c.stream), "error flag reset");
     if (impl->capture_enabled && !s->exec && s->n_same >= 2 && !s->capture_failed) {
         st = capture(impl, g, s);
         if (st != BNB_OK) return st;
@@ -432,19 +434,22 @@ static bnb_status cuda_graph_compute(bnb_backend *be, bnb_graph *g) {
         s->stats.n_plain++;
     }
     if (check_flag) {
-        BNB_CUDA_TRY(cudaMemcpyAsync(impl->host_flag, impl->c.err_flag, sizeof(int), cudaMemcpyDeviceToHost,
+        BNB_CUDA_TRY(cudaMemcpyAsync(impl->host_flag, impl->c.err_flag, 4 * sizeof(int), cudaMemcpyDeviceToHost,
                                      impl->c.stream),
                      "error flag read-back");
         BNB_CUDA_TRY(cudaStreamSynchronize(impl->c.stream), "cudaStreamSynchronize");
-        int flag = *impl->host_flag;
+        int flag = impl->host_flag[0], value = impl->host_flag[1], where = impl->host_flag[2];
         if (flag > 0 && flag <= g->n_nodes) {
             const bnb_tensor *t = g->nodes[flag - 1];
             char sa[64];
             const bnb_tensor *src = t->src[0];
-            return bnb_fail(BNB_ERR_INVALID_ARG, "%s (node %d '%s'): an index in %s is outside [0, %lld) of %s (%s)",
-                            bnb_op_name(t->op), flag - 1, t->name, t->op == BNB_OP_GET_ROWS ? "idx" : "targets",
-                            (long long)(t->op == BNB_OP_GET_ROWS ? src->ne[1] : src->ne[0]),
-                            t->op == BNB_OP_GET_ROWS ? "a's rows" : "the classes", bnb_shape_str(src, sa, sizeof sa));
+            bnb_shape_str(src, sa, sizeof sa);
+            if (t->op == BNB_OP_GET_ROWS)
+                return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_get_rows (node %d '%s'): index %d at position %d is outside "
+                                "[0, %lld) (a is %s)", flag - 1, t->name, value, where, (long long)src->ne[1], sa);
+            return bnb_fail(BNB_ERR_INVALID_ARG, "%s (node %d '%s'): target %d of row %d is outside [0, %lld) "
+                            "(logits are %s)", bnb_op_name(t->op), flag - 1, t->name, value, where,
+                            (long long)src->ne[0], sa);
         }
     }
     return BNB_OK;
@@ -543,15 +548,15 @@ extern "C" bnb_backend *bnb_backend_cuda_new(int device) {
     }
     if (e == cudaSuccess) {
         what = "cudaMalloc (error flag)";
-        e = cudaMalloc((void **)&impl->c.err_flag, sizeof(int));
+        e = cudaMalloc((void **)&impl->c.err_flag, 4 * sizeof(int));
     }
     if (e == cudaSuccess) {
         what = "cudaMemset (error flag)";
-        e = cudaMemset(impl->c.err_flag, 0, sizeof(int));
+        e = cudaMemset(impl->c.err_flag, 0, 4 * sizeof(int));
     }
     if (e == cudaSuccess) {
         what = "cudaMallocHost";
-        e = cudaMallocHost((void **)&impl->host_flag, sizeof(int));
+        e = cudaMallocHost((void **)&impl->host_flag, 4 * sizeof(int));
     }
     if (e == cudaSuccess) {
         cublasLtHandle_t lt = NULL;

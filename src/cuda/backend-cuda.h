@@ -5,7 +5,7 @@
  * kernels on c->stream (never synchronises, never allocates device memory: scratch comes from c->scratch, sized by
  * bnb_cuda_scratch_size before the graph runs), checks every launch with BNB_CUDA_CHECK_LAUNCH (cuda-common.cuh),
  * and add it to the two switches in backend-cuda.cu (cuda_supports and cuda_compute_node). Kernels that can detect
- * bad input (out-of-range indices...) write (c->node_index + 1) into *c->err_flag; graph_compute reports it. */
+ * bad input (out-of-range indices...) call bnb_cu_report_bad (cuda-common.cuh); graph_compute reports it. */
 #ifndef BNB_BACKEND_CUDA_H
 #define BNB_BACKEND_CUDA_H
 
@@ -28,7 +28,8 @@ typedef struct bnb_cuda_ctx {
     size_t workspace_size;
     void *scratch;               /* per-node scratch, c->scratch_size >= bnb_cuda_scratch_size(node) */
     size_t scratch_size;
-    int *err_flag;               /* device int: 0, or node index + 1 of the first node that saw bad input */
+    int *err_flag;               /* device int[4]: {node index + 1 of the first bad input (0: none), bad value,
+                                    its position}; reset before each compute */
     int node_index;              /* index of the node being launched */
     bool allow_tf32;             /* F32 GEMMs may use TF32 tensor cores (default off) */
     struct bnb_cuda_mm_cache *mm_cache;
@@ -76,6 +77,8 @@ bnb_status bnb_cuda_mul_mat(bnb_cuda_ctx *c, bnb_tensor *node);
 size_t bnb_cuda_mul_mat_scratch_size(const bnb_tensor *node);
 struct bnb_cuda_mm_cache *bnb_cuda_mm_cache_new(void);
 void bnb_cuda_mm_cache_free(struct bnb_cuda_mm_cache *cache);
+/* cpy.cu: CPY (copy into an existing tensor / view) */
+bnb_status bnb_cuda_cpy(bnb_cuda_ctx *c, bnb_tensor *node);
 /* nn.cu: GET_ROWS CONCAT SOFTMAX RMS_NORM LAYER_NORM ROPE CROSS_ENTROPY */
 bnb_status bnb_cuda_get_rows(bnb_cuda_ctx *c, bnb_tensor *node);
 bnb_status bnb_cuda_concat(bnb_cuda_ctx *c, bnb_tensor *node);

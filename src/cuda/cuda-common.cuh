@@ -136,6 +136,14 @@ template <typename T> __device__ __forceinline__ void bnb_cu_store_vec(T *p, con
 
 static inline bool bnb_cu_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+/* Record bad input (first reporter wins): err = c->err_flag, code = c->node_index + 1. */
+__device__ __forceinline__ void bnb_cu_report_bad(int *err, int code, int value, int position) {
+    if (atomicCAS(err, 0, code) == 0) {
+        err[1] = value;
+        err[2] = position;
+    }
+}
+
 /* ---- reductions */
 __device__ __forceinline__ float bnb_cu_warp_sum(float v) {
 #pragma unroll

@@ -201,7 +201,7 @@ __global__ void get_rows_kernel(const char *__restrict__ a, bnb_cu_shape as, int
     const int ne0 = as.ne[0], nrows_a = as.ne[1];
     int64_t k = *(const int32_t *)(idx + (int64_t)r * idx_nb0);
     bool bad = k < 0 || k >= nrows_a;
-    if (bad && threadIdx.x == 0) atomicCAS(err_flag, 0, err_code);
+    if (bad && threadIdx.x == 0) bnb_cu_report_bad(err_flag, err_code, (int)k, (int)r);
     if (k < 0) k = 0;
     if (k >= nrows_a) k = nrows_a - 1;
     float *yr = y + (int64_t)r * ne0;
@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(256) cross_entropy_rows_kernel(const char *__r
     for (int w = 1; w < (int)(blockDim.x >> 5); w++) lse_merge(m, s, sh_m[w], sh_s[w]);
     int t = *(const int32_t *)(tgt + bnb_cu_offset(ts, row));
     if (t < 0 || t >= ne0) {
-        atomicCAS(err_flag, 0, err_code);
+        bnb_cu_report_bad(err_flag, err_code, t, (int)row);
         loss[row] = 0.0;
         return;
     }
