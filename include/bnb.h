@@ -55,6 +55,7 @@ typedef enum bnb_status {
 BNB_API const char *bnb_last_error(void);            /* message of the last failure on this thread ("" if none) */
 BNB_API const char *bnb_status_name(bnb_status s);   /* "BNB_ERR_SHAPE" ... */
 BNB_API void bnb_clear_error(void);
+BNB_API bnb_status bnb_last_status(void);             /* status of the last failure on this thread (BNB_OK if none) */
 
 /* ---------------------------------------------------------------------------------------------- types */
 typedef enum bnb_type {
@@ -141,7 +142,7 @@ typedef struct bnb_context_params {
 } bnb_context_params;
 
 BNB_API bnb_context *bnb_context_new(bnb_context_params params);
-BNB_API void bnb_context_free(bnb_context *ctx);
+BNB_API void bnb_context_free(bnb_context *ctx); /* also releases its graphs' buffers; call before freeing backends */
 BNB_API size_t bnb_context_used(const bnb_context *ctx);
 
 /* ---------------------------------------------------------------------------------------------- tensors */
@@ -215,6 +216,11 @@ typedef enum bnb_op {
     BNB_OP_CROSS_ENTROPY_BACK,
     /* LLM.int8 (src/ops/int8.c) */
     BNB_OP_INT8_DEQUANTIZE,     /* I8_ROW -> F32 (outlier columns restored) */
+    /* optimizers (src/ops/optim.c) */
+    BNB_OP_OPTIMIZER_GNORM,     /* F32 [1]: sum of squares of a gradient (+ an optional running sum) */
+    BNB_OP_OPTIMIZER_CLIP,      /* F32 [1]: gradient scale of percentile clipping or of the global norm clip */
+    /* model layer (src/ops/cpy.c) */
+    BNB_OP_CPY,                 /* copy src into an existing tensor or view (KV cache writes), in place */
     BNB_OP_COUNT
 } bnb_op;
 
@@ -343,6 +349,11 @@ BNB_API bnb_tensor *bnb_rope(bnb_context *ctx, bnb_tensor *a, bnb_tensor *pos, i
 /* Cross entropy from logits [V, N] and I32 targets [N] -> F32 [1]: mean over rows of -log softmax(logits)[target] */
 BNB_API bnb_tensor *bnb_cross_entropy(bnb_context *ctx, bnb_tensor *logits, bnb_tensor *targets);
 
+/* Copy src (any plain type) into dst (a plain tensor or a view of one, e.g. a slice of a KV cache), converting the
+ * type; same shape. The result is a node that writes into dst's memory when the graph runs (no new memory); build
+ * it into the graph before the nodes that must see the written values (graph order is build order). */
+BNB_API bnb_tensor *bnb_cpy(bnb_context *ctx, bnb_tensor *src, bnb_tensor *dst);
+
 BNB_API const char *bnb_op_name(bnb_op op);
 
 /* ---------------------------------------------------------------------------------------------- graph */
@@ -358,6 +369,9 @@ BNB_API bnb_tensor *bnb_graph_node(const bnb_graph *g, int i); /* negative i cou
 BNB_API int bnb_graph_n_leafs(const bnb_graph *g);
 BNB_API bnb_tensor *bnb_graph_leaf(const bnb_graph *g, int i);
 BNB_API void bnb_graph_print(const bnb_graph *g);
+/* Release the graph's intermediate buffer (and captured CUDA graph) now; the next compute plans again.
+ * bnb_context_free does this for every graph of the context. Free contexts and buffers before their backend. */
+BNB_API void bnb_graph_free_plan(bnb_graph *g);
 /* Bytes of intermediate memory the graph allocator planned (after the first compute); and without reuse. */
 BNB_API size_t bnb_graph_mem_planned(const bnb_graph *g);
 BNB_API size_t bnb_graph_mem_naive(const bnb_graph *g);
@@ -525,6 +539,126 @@ BNB_API bnb_tensor *bnb_fill(bnb_context *ctx, int n_dims, const int64_t *ne, fl
 BNB_API bnb_tensor *bnb_repeat(bnb_context *ctx, bnb_tensor *a, const bnb_tensor *like);
 /* Sum a down to like's shape (each dim of like equal to a's or 1) -> F32. The inverse of broadcasting. */
 BNB_API bnb_tensor *bnb_sum_to(bnb_context *ctx, bnb_tensor *a, const bnb_tensor *like);
+
+/* ---------------------------------------------------------------------------------------------- optimizers */
+/* Fused optimizers as graph nodes (spec: bnb-numerics.md section 4). An optimizer object owns, per parameter,
+ * its states (32-bit F32, or 8-bit blockwise BNB_TYPE_OPT8: first moments with the signed dynamic map, second
+ * moments with the unsigned one, block 256) and a small per-parameter F32 "hyper" tensor on the parameter's backend
+ * holding the step count and the hyperparameters. bnb_optimizer_step(opt, ctx, g) appends one fused in-place
+ * OPTIMIZER_UPDATE node per parameter of g (tensors with BNB_FLAG_PARAM and a ->grad), so forward + backward +
+ * update is ONE bnb_graph_compute. Call it after bnb_graph_backward (updates must come after every reader of the
+ * parameters; appending them last guarantees that). The step counter lives on the backend and advances inside each
+ * compute: build once, compute many times; nothing to call between computes. Changing lr (schedules) between
+ * computes: bnb_optimizer_set_lr / bnb_optimizer_override (a small host-to-device write, no rebuild).
+ * States are created at the first bnb_optimizer_step that sees a parameter, on the backend buffer that holds the
+ * parameter (host memory for parameters in a host context): parameters must be allocated by then.
+ *
+ * Per element, g first multiplied by gnorm_scale (clipping), t = step (1 at the first update):
+ *   ADAM/ADAMW/LAMB  m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p += -lr (c2/c1) m / (sqrt(v) + eps c2);
+ *                    then p *= 1 - lr wd (decoupled).  c1 = 1 - b1^t, c2 = sqrt(1 - b2^t)
+ *   MOMENTUM/LARS    g += wd p; m = g (t = 1) or b1 m + g; p -= lr m
+ *   LION             p *= 1 - lr wd; p -= lr sign(b1 m + (1-b1) g); m = b2 m + (1-b2) g
+ *   RMSPROP          g += wd p; v = b1 v + (1-b1) g^2; p -= lr g / (sqrt(v) + eps)
+ *   ADAGRAD          g += wd p; v += g^2; p -= lr g / (sqrt(v) + eps)
+ *   ADEMAMIX         m1 = b1 m1 + (1-b1) g; m2 = b3 m2 + (1-b3) g; v = b2 v + (1-b2) g^2;
+ *                    p -= lr (m1/c1 + alpha m2) / (sqrt(v)/c2 + eps); then p *= 1 - lr wd
+ *   LAMB/LARS with max_unorm > 0: the step (the part multiplied by lr, before weight decay) is scaled by
+ *   max_unorm ||p|| / ||u|| when ||u|| > max_unorm ||p|| (u = (c2/c1) m / (sqrt(v) + eps c2), resp. m).
+ * A non-finite gradient element sets that element's states to 0 and leaves its parameter unchanged. skip_zeros:
+ * elements with g == 0 are left alone (states and parameter). sparse_rows: rows (ne[0] elements) whose gradient is
+ * all zero are left alone (StableEmbedding).
+ * 8-bit: per block of 256, states are dequantized, updated in f32, the new absmax = max |state| over the block, the
+ * parameter is updated with the f32 states, the states re-quantized (nearest code; a code whose sign differs from a
+ * nonzero value moves one code toward it). Tensors with fewer than min_8bit_size elements keep 32-bit states.
+ * Percentile clipping (percentile_clipping < 100): the squared gradient norm goes into a ring buffer of 100 (slot
+ * t % 100, buffer starts at zeros, as bitsandbytes); clip = sqrt(sorted_buffer[percentile]); gnorm_scale =
+ * clip / ||g|| when ||g|| > clip (so, as in bitsandbytes, the first `percentile` steps are scaled to 0). A non-finite
+ * ||g|| is not recorded and gets scale 1 (its elements are then handled per element).
+ * Global norm clip (bnb_optimizer_set_max_grad_norm): total = sqrt(sum over all parameters of ||g||^2); every
+ * gradient is scaled by max_norm / (total + 1e-6) when that is < 1 (PyTorch's clip_grad_norm_). */
+typedef enum bnb_optim_type {
+    BNB_OPTIM_ADAM = 0,
+    BNB_OPTIM_ADAMW,
+    BNB_OPTIM_MOMENTUM, /* SGD with momentum */
+    BNB_OPTIM_LION,
+    BNB_OPTIM_RMSPROP,
+    BNB_OPTIM_ADAGRAD,
+    BNB_OPTIM_LAMB,
+    BNB_OPTIM_LARS,
+    BNB_OPTIM_ADEMAMIX,
+    BNB_OPTIM_COUNT
+} bnb_optim_type;
+
+typedef struct bnb_optim_config {
+    int optim_bits;          /* 32 or 8 */
+    float lr;
+    float beta1, beta2;      /* Adam-like betas; MOMENTUM/LARS: beta1 = momentum; RMSPROP: beta1 = alpha */
+    float beta3, alpha;      /* AdEMAMix: slow EMA beta and mixing coefficient */
+    float eps;
+    float weight_decay;
+    float max_unorm;         /* LAMB/LARS trust-ratio cap (0 = off) */
+    int percentile_clipping; /* 0..99: clip at this percentile of the last 100 norms; 100 = off */
+    bool skip_zeros;
+    bool sparse_rows;        /* update only rows with a nonzero gradient (forces nothing else) */
+    int64_t min_8bit_size;   /* tensors with fewer elements keep 32-bit states (default 4096) */
+} bnb_optim_config;
+
+/* Which hyperparameter an override sets (values are given as double; booleans 0/1). */
+typedef enum bnb_optim_key {
+    BNB_OPTIM_KEY_BITS = 0, BNB_OPTIM_KEY_LR, BNB_OPTIM_KEY_BETA1, BNB_OPTIM_KEY_BETA2, BNB_OPTIM_KEY_BETA3,
+    BNB_OPTIM_KEY_ALPHA, BNB_OPTIM_KEY_EPS, BNB_OPTIM_KEY_WEIGHT_DECAY, BNB_OPTIM_KEY_MAX_UNORM,
+    BNB_OPTIM_KEY_PERCENTILE_CLIPPING, BNB_OPTIM_KEY_SKIP_ZEROS, BNB_OPTIM_KEY_SPARSE_ROWS,
+    BNB_OPTIM_KEY_MIN_8BIT_SIZE, BNB_OPTIM_KEY_COUNT
+} bnb_optim_key;
+
+typedef struct bnb_optimizer bnb_optimizer;
+
+/* bitsandbytes' defaults for type (32-bit states; set optim_bits = 8 for the 8-bit variant). */
+BNB_API bnb_optim_config bnb_optim_default_config(bnb_optim_type type);
+BNB_API const char *bnb_optim_type_name(bnb_optim_type type);
+BNB_API bnb_optimizer *bnb_optimizer_new(bnb_optim_type type, bnb_optim_config defaults);
+BNB_API void bnb_optimizer_free(bnb_optimizer *opt); /* frees the states; graphs holding its nodes become invalid */
+/* Append the update nodes for every parameter of g with a gradient (see above). Parameters already updated by g are
+ * skipped, so calling it twice on one graph adds nothing. */
+BNB_API bnb_status bnb_optimizer_step(bnb_optimizer *opt, bnb_context *ctx, bnb_graph *g);
+/* GlobalOptimManager-style override of one hyperparameter for one parameter (before or after its first step; the
+ * state precision (BITS, MIN_8BIT_SIZE) can only change before the states exist). */
+BNB_API bnb_status bnb_optimizer_override(bnb_optimizer *opt, const bnb_tensor *param, bnb_optim_key key, double value);
+/* New default learning rate for all parameters without an lr override (takes effect at the next compute). */
+BNB_API bnb_status bnb_optimizer_set_lr(bnb_optimizer *opt, float lr);
+/* Global gradient-norm clip over all parameters of the next bnb_optimizer_step graphs (0 = off, the default). */
+BNB_API bnb_status bnb_optimizer_set_max_grad_norm(bnb_optimizer *opt, float max_norm);
+/* The resolved configuration of param (defaults + overrides); BNB_ERR_INVALID_ARG for NULL arguments. */
+BNB_API bnb_status bnb_optimizer_param_config(const bnb_optimizer *opt, const bnb_tensor *param, bnb_optim_config *out);
+/* State tensor `which` (0: first state, 1: second) of param, NULL if it has none (yet). AdEMAMix's first state holds
+ * m1 then m2 (32-bit: 2n floats; 8-bit: 2 * round_up(n, 256) codes). */
+BNB_API bnb_tensor *bnb_optimizer_state(const bnb_optimizer *opt, const bnb_tensor *param, int which);
+/* Steps taken for param (read from its backend), -1 if unknown. */
+BNB_API int64_t bnb_optimizer_param_step(const bnb_optimizer *opt, const bnb_tensor *param);
+/* Bytes of all allocated state tensors (states only: not the hyper or clipping history tensors). */
+BNB_API size_t bnb_optimizer_state_bytes(const bnb_optimizer *opt);
+/* Save / load every parameter's states, step count, hyperparameters and clipping history. Format (little endian):
+ * "BNBOPTST" u32 version(1) u32 optim type u32 n_entries u32 0, then per entry: u32 name length, name, i64 n,
+ * u32 bits, u32 0, u64 hyper bytes, hyper, u64 state1 bytes, state1, u64 state2 bytes, state2, u64 history bytes,
+ * history; then u64 FNV-1a 64 of everything before. Written to path.tmp, fsynced, renamed over path. Load matches
+ * entries by parameter name (names must be unique and non-empty) and requires the states to exist (run
+ * bnb_optimizer_step on the graph first); shapes/bits must agree. Corrupt or truncated files: BNB_ERR_IO. */
+BNB_API bnb_status bnb_optimizer_save(const bnb_optimizer *opt, const char *path);
+BNB_API bnb_status bnb_optimizer_load(bnb_optimizer *opt, const char *path);
+
+/* StableEmbedding (spec section 5): weight [dim, n_rows] (Xavier-uniform), then LayerNorm over dim with an affine
+ * ln_weight (1) and ln_bias (0). bnb_stable_embedding_new creates the three parameters in ctx; fill them with
+ * bnb_stable_embedding_init once they are allocated; register with an optimizer to force 32-bit states and sparse
+ * row updates for the weight. */
+typedef struct bnb_stable_embedding {
+    bnb_tensor *weight, *ln_weight, *ln_bias;
+    float eps;
+} bnb_stable_embedding;
+BNB_API bnb_status bnb_stable_embedding_new(bnb_context *ctx, int64_t n_rows, int64_t dim, bnb_stable_embedding *out);
+BNB_API bnb_status bnb_stable_embedding_init(bnb_stable_embedding *e, uint64_t seed);
+/* idx I32 [N] -> F32 [dim, N] */
+BNB_API bnb_tensor *bnb_stable_embedding_forward(bnb_context *ctx, const bnb_stable_embedding *e, bnb_tensor *idx);
+BNB_API bnb_status bnb_optimizer_register_stable_embedding(bnb_optimizer *opt, const bnb_stable_embedding *e);
 
 #ifdef __cplusplus
 }

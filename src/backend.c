@@ -40,8 +40,54 @@ bnb_buffer *bnb_backend_alloc_buffer(bnb_backend *be, size_t size) {
     return buf;
 }
 
+static bool ptr_array_add(void ***arr, int *n, int *cap, void *p) {
+    for (int i = 0; i < *n; i++)
+        if ((*arr)[i] == p) return true;
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 4;
+        void **na = realloc(*arr, (size_t)nc * sizeof *na);
+        if (!na) return false;
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return true;
+}
+
+static void ptr_array_remove(void **arr, int *n, void *p) {
+    for (int i = 0; i < *n; i++)
+        if (arr[i] == p) {
+            arr[i] = arr[--*n];
+            return;
+        }
+}
+
+bnb_status bnb_buffer_link_context(bnb_buffer *buf, bnb_context *ctx) {
+    if (!ptr_array_add((void ***)&buf->ctxs, &buf->n_ctxs, &buf->cap_ctxs, ctx) ||
+        !ptr_array_add((void ***)&ctx->buffers, &ctx->n_buffers, &ctx->cap_buffers, buf))
+        return bnb_fail(BNB_ERR_OOM, "bnb_buffer_place: out of host memory");
+    return BNB_OK;
+}
+
+void bnb_buffer_unlink_context(bnb_buffer *buf, bnb_context *ctx) {
+    ptr_array_remove((void **)buf->ctxs, &buf->n_ctxs, ctx);
+    ptr_array_remove((void **)ctx->buffers, &ctx->n_buffers, buf);
+}
+
 void bnb_buffer_free(bnb_buffer *buf) {
     if (!buf) return;
+    /* tensors placed in this buffer (and views of them) lose their data */
+    while (buf->n_ctxs > 0) {
+        bnb_context *ctx = buf->ctxs[buf->n_ctxs - 1];
+        for (bnb_tensor *t = bnb_ctx_next_tensor(ctx, NULL); t; t = bnb_ctx_next_tensor(ctx, t)) {
+            if (t->buffer == buf || (t->view_src && t->view_src->buffer == buf)) {
+                t->data = NULL;
+                t->buffer = NULL;
+            }
+        }
+        bnb_buffer_unlink_context(buf, ctx);
+    }
+    free(buf->ctxs);
     buf->backend->iface->dealloc(buf->backend, buf->base, buf->size);
     free(buf);
 }
@@ -60,6 +106,8 @@ bnb_status bnb_buffer_place(bnb_buffer *buf, bnb_tensor *t, size_t offset) {
     if (offset % BNB_ALIGN || offset > buf->size || bytes > buf->size - offset)
         return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_buffer_place: '%s' (%zu bytes) at offset %zu does not fit a buffer of "
                         "%zu bytes (offsets must be %d-aligned)", t->name, bytes, offset, buf->size, BNB_ALIGN);
+    bnb_status st = bnb_buffer_link_context(buf, t->ctx);
+    if (st != BNB_OK) return st;
     t->data = (uint8_t *)buf->base + offset;
     t->buffer = buf;
     return BNB_OK;

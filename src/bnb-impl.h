@@ -37,6 +37,9 @@ struct bnb_context {
     int n_tensors;
     bnb_tensor *first; /* tensors in creation order; iterate with bnb_ctx_next_tensor */
     bnb_tensor *last;
+    bnb_buffer **buffers; /* buffers holding tensors of this context (detached when either side is freed) */
+    int n_buffers, cap_buffers;
+    bnb_graph *graphs;    /* graphs in this context (their plan buffers are freed with it) */
 };
 /* Allocate `size` bytes from the arena (aligned); NULL + error when full. */
 void *bnb_ctx_alloc(bnb_context *ctx, size_t size);
@@ -85,6 +88,7 @@ struct bnb_graph {
     void *backend_state;         /* backend-private per-graph state (e.g. a captured CUDA graph) */
     void (*backend_state_free)(void *);
     uint64_t version;            /* bumped when the plan changes */
+    bnb_graph *next_in_ctx;      /* list of the context's graphs */
 };
 /* Plan and place intermediate tensors of g into one buffer of `be`. Called by bnb_graph_compute. */
 bnb_status bnb_graph_allocate(bnb_backend *be, bnb_graph *g);
@@ -190,7 +194,14 @@ struct bnb_buffer {
     bnb_backend *backend;
     void *base;
     size_t size;
+    bnb_context **ctxs; /* contexts with tensors placed here */
+    int n_ctxs, cap_ctxs;
 };
+/* Record that a tensor of ctx lives in buf (so freeing either side detaches the other). */
+bnb_status bnb_buffer_link_context(bnb_buffer *buf, bnb_context *ctx);
+void bnb_buffer_unlink_context(bnb_buffer *buf, bnb_context *ctx);
+/* Free a graph's plan buffer and backend state (done by bnb_context_free, and bnb_graph_free_plan). */
+void bnb_graph_release(bnb_graph *g);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,9 @@ bnb_context *bnb_context_new(bnb_context_params p) {
 
 void bnb_context_free(bnb_context *ctx) {
     if (!ctx) return;
+    for (bnb_graph *g = ctx->graphs; g; g = g->next_in_ctx) bnb_graph_release(g);
+    while (ctx->n_buffers > 0) bnb_buffer_unlink_context(ctx->buffers[ctx->n_buffers - 1], ctx);
+    free(ctx->buffers);
     free(ctx->mem);
     free(ctx);
 }

@@ -21,6 +21,8 @@ bnb_graph *bnb_graph_new(bnb_context *ctx, size_t max_nodes) {
     g->plan_offsets = bnb_ctx_alloc(ctx, max_nodes * sizeof(size_t));
     if (!g->nodes || !g->leafs || !g->hash || !g->plan_offsets) return NULL;
     memset(g->hash, 0, g->hash_size * sizeof(bnb_tensor *));
+    g->next_in_ctx = ctx->graphs;
+    ctx->graphs = g;
     return g;
 }
 
@@ -140,6 +142,26 @@ void bnb_graph_print(const bnb_graph *g) {
                bnb_shape_str(t, s, sizeof s), t->name);
     }
 }
+
+void bnb_graph_release(bnb_graph *g) {
+    if (!g) return;
+    if (g->backend_state && g->backend_state_free) g->backend_state_free(g->backend_state);
+    g->backend_state = NULL;
+    if (g->plan_buffer) {
+        for (int i = 0; i < g->n_nodes; i++) {
+            bnb_tensor *t = g->nodes[i];
+            if (t->buffer == g->plan_buffer) {
+                t->data = NULL;
+                t->buffer = NULL;
+            }
+        }
+        bnb_buffer_free(g->plan_buffer);
+    }
+    g->plan_buffer = NULL;
+    g->plan_backend = NULL;
+}
+
+void bnb_graph_free_plan(bnb_graph *g) { bnb_graph_release(g); }
 
 size_t bnb_graph_mem_planned(const bnb_graph *g) { return g ? g->plan_bytes : 0; }
 size_t bnb_graph_mem_naive(const bnb_graph *g) { return g ? g->naive_bytes : 0; }

@@ -22,7 +22,8 @@ bnb_tensor *bnb_mul_mat(bnb_context *ctx, bnb_tensor *a, bnb_tensor *b) {
                                  op, bnb_shape_str(a, sa, sizeof sa), bnb_shape_str(b, sb, sizeof sb), i);
     }
     if ((!a_quant && a->nb[0] != bnb_type_size(a->type)) || b->nb[0] != bnb_type_size(b->type))
-        return bnb_fail_null(BNB_ERR_SHAPE, "%s: rows of a and b must be contiguous (use bnb_cont)", op);
+        return bnb_fail_null(BNB_ERR_SHAPE, "%s: a is %s, b is %s: rows (dim 0) of a and b must be contiguous (use bnb_cont)",
+                             op, bnb_shape_str(a, sa, sizeof sa), bnb_shape_str(b, sb, sizeof sb));
     int64_t ne[4] = {a->ne[1], b->ne[1], b->ne[2], b->ne[3]};
     bnb_tensor *t = bnb_new_op_tensor(ctx, BNB_OP_MUL_MAT, BNB_TYPE_F32, ne);
     if (!t) return NULL;
