@@ -485,6 +485,42 @@ done:
     free(x), free(w), free(b), free(r), free(gx), free(gw), free(gb);
 }
 
+/* bnb_tensor_set_f32 / get_f32 of an I8_ROW tensor quantize and dequantize on the host (same codes as the op) */
+static void test_host_set_get(bnb_backend *be, float thr) {
+    const int64_t K = 77, T = 9, n = K * T;
+    tc_rng r;
+    tc_rng_seed(&r, 321);
+    float *x = tc_malloc((size_t)n * 4), *back = tc_malloc((size_t)n * 4), *rm = tc_malloc((size_t)T * 4);
+    float *rmref = tc_malloc((size_t)T * 4);
+    int8_t *q = tc_malloc((size_t)n), *qref = tc_malloc((size_t)n);
+    int32_t cols[77], colsref[77], nc = -1, ncref = 0;
+    fill_normalish(&r, x, n, 1.f);
+    int oc[2] = {5, 70};
+    inject_outliers(&r, x, K, T, oc, 2, 30.f);
+    ref_quant(x, K, T, thr, qref, rmref, colsref, &ncref);
+    bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
+    bnb_buffer *buf = NULL;
+    bnb_tensor *Q = bnb_new_tensor_quant(ctx, BNB_TYPE_I8_ROW, 2, (int64_t[]){K, T}, (bnb_quant_params){.threshold = thr});
+    CHECK_PTR(Q);
+    CHECK_PTR(buf = bnb_backend_alloc_tensors(be, ctx));
+    CHECK_OK(bnb_tensor_set_f32(Q, x, n));
+    CHECK_OK(bnb_int8_get_parts(Q, q, rm, &nc, cols));
+    CHECK_OK(bnb_tensor_get_f32(Q, back, n));
+    {
+        bool same = nc == ncref && !memcmp(q, qref, (size_t)n) && !memcmp(rm, rmref, (size_t)T * 4) &&
+                    (nc == 0 || !memcmp(cols, colsref, (size_t)nc * 4));
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)back[i] - x[i]) / (rmref[i / K] / 127.0 * 0.5001));
+        tc_check(same && worst <= 1.0, "host set/get i8_row on %s t=%g: codes %s, %d outlier "
+                 "columns (want %d), dequantized error %.3g steps", bnb_backend_name(be), thr, same ? "equal" : "DIFFER",
+                 nc, ncref, worst);
+    }
+done:
+    bnb_buffer_free(buf);
+    bnb_context_free(ctx);
+    free(x), free(back), free(rm), free(rmref), free(q), free(qref);
+}
+
 int main(int argc, char **argv) {
     tc_backends bl;
     int rc = tc_open_backends(argc, argv, &bl, 2);
@@ -510,6 +546,8 @@ int main(int argc, char **argv) {
         test_shapes(be);
         test_master_weights(be);
         test_empty(be);
+        test_host_set_get(be, 6.f);
+        test_host_set_get(be, 0.f);
         test_backward(be);
     }
     bnb_backend_free(g_cpu);

@@ -357,6 +357,7 @@ bnb_status bnb_op_backward(bnb_backward_ctx *bc, bnb_tensor *node, bnb_tensor *g
     case BNB_OP_REPEAT: ADD(a, reduce_like(ctx, gy, a)); return BNB_OK;
     case BNB_OP_SUM_TO: ADD(a, gy); return BNB_OK;
     /* Ops of later families (e.g. BNB_OP_MATMUL_INT8) add a case here that calls their rule. */
+    case BNB_OP_MATMUL_INT8: return bnb_int8_backward(bc, node, gy); /* src/ops/int8.c */
     default:
         return bnb_fail(BNB_ERR_UNSUPPORTED, "bnb_graph_backward: %s has no gradient rule (node '%s')",
                         bnb_op_name(node->op), node->name);

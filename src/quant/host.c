@@ -370,6 +370,7 @@ static bnb_status check_quant_tensor(const char *fn, const bnb_tensor *t) {
 }
 
 bnb_status bnb_quant_host_from_f32(const bnb_tensor *t, const float *src, void *storage) {
+    if (t->type == BNB_TYPE_I8_ROW) return bnb_int8_host_from_f32(t, src, storage); /* LLM.int8: src/ops/int8.c */
     bnb_status s = check_quant_tensor("bnb_tensor_set_f32", t);
     if (s != BNB_OK) return s;
     bnb_quant_layout L = bnb_quant_layout_of(t);
@@ -393,6 +394,7 @@ bnb_status bnb_quant_host_from_f32(const bnb_tensor *t, const float *src, void *
 }
 
 bnb_status bnb_quant_host_to_f32(const bnb_tensor *t, const void *storage, float *dst) {
+    if (t->type == BNB_TYPE_I8_ROW) return bnb_int8_host_to_f32(t, storage, dst); /* LLM.int8: src/ops/int8.c */
     bnb_status s = check_quant_tensor("bnb_tensor_get_f32", t);
     if (s != BNB_OK) return s;
     bnb_quant_layout L = bnb_quant_layout_of(t);
