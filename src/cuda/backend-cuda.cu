@@ -182,6 +182,10 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_ROPE:
     case BNB_OP_CROSS_ENTROPY: return bnb_type_is_float(t->src[0]->type) && t->src[1]->type == BNB_TYPE_I32;
     case BNB_OP_CONCAT: return bnb_type_is_float(t->src[0]->type) && t->src[0]->type == t->src[1]->type;
+    case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
+    case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
+    case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
+    case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cuda_backward_supports(t); /* autodiff: backward.cu */
     case BNB_OP_CPY: return bnb_type_is_plain(t->type) && bnb_type_is_plain(t->src[0]->type); /* cpy.cu */
     default: return false;
     }
@@ -236,6 +240,10 @@ static bnb_status cuda_compute_node(bnb_cuda_ctx *c, bnb_tensor *t) {
     case BNB_OP_LAYER_NORM: return bnb_cuda_norm(c, t);
     case BNB_OP_ROPE: return bnb_cuda_rope(c, t);
     case BNB_OP_CROSS_ENTROPY: return bnb_cuda_cross_entropy(c, t);
+    case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
+    case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
+    case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
+    case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cuda_backward(c, t); /* autodiff: backward.cu */
     case BNB_OP_CPY: return bnb_cuda_cpy(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cuda backend: %s is not implemented", bnb_op_name(t->op));
     }
