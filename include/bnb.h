@@ -571,9 +571,10 @@ BNB_API bnb_tensor *bnb_sum_to(bnb_context *ctx, bnb_tensor *a, const bnb_tensor
  * parameter is updated with the f32 states, the states re-quantized (nearest code; a code whose sign differs from a
  * nonzero value moves one code toward it). Tensors with fewer than min_8bit_size elements keep 32-bit states.
  * Percentile clipping (percentile_clipping < 100): the squared gradient norm goes into a ring buffer of 100 (slot
- * t % 100, buffer starts at zeros, as bitsandbytes); clip = sqrt(sorted_buffer[percentile]); gnorm_scale =
- * clip / ||g|| when ||g|| > clip (so, as in bitsandbytes, the first `percentile` steps are scaled to 0). A non-finite
- * ||g|| is not recorded and gets scale 1 (its elements are then handled per element).
+ * t % 100); clip = sqrt(sorted[percentile * cnt / 100]) over the cnt = min(t, 100) norms recorded so far; gnorm_scale
+ * = clip / ||g|| when ||g|| > clip. Once the ring is full this is bitsandbytes' sorted_buffer[percentile]; before,
+ * bitsandbytes also sorts the unfilled zero slots, which scales the first 99 - percentile steps' gradients to 0: we
+ * do not. A non-finite ||g|| is not recorded and gets scale 1 (its elements are then handled per element).
  * Global norm clip (bnb_optimizer_set_max_grad_norm): total = sqrt(sum over all parameters of ||g||^2); every
  * gradient is scaled by max_norm / (total + 1e-6) when that is < 1 (PyTorch's clip_grad_norm_). */
 typedef enum bnb_optim_type {

@@ -90,6 +90,9 @@ static bool cpu_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward_supports(t); /* autodiff: src/cpu/backward.c */
+    case BNB_OP_OPTIMIZER_UPDATE:
+    case BNB_OP_OPTIMIZER_GNORM:
+    case BNB_OP_OPTIMIZER_CLIP: return true;
     case BNB_OP_QUANTIZE_BLOCKWISE:
     case BNB_OP_DEQUANTIZE_BLOCKWISE:
     case BNB_OP_QUANTIZE_4BIT:
@@ -150,6 +153,9 @@ static bnb_status cpu_compute_node(const bnb_cpu_ctx *c, bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cpu_backward(c, t); /* autodiff: src/cpu/backward.c */
+    case BNB_OP_OPTIMIZER_UPDATE:
+    case BNB_OP_OPTIMIZER_GNORM:
+    case BNB_OP_OPTIMIZER_CLIP: return bnb_cpu_optimizer(c, t);
     case BNB_OP_INT8_VECTORWISE_QUANT: return bnb_cpu_int8_vectorwise_quant(c, t);
     case BNB_OP_MATMUL_INT8: return bnb_cpu_matmul_int8(c, t);
     case BNB_OP_INT8_DEQUANTIZE: return bnb_cpu_int8_dequantize(c, t);

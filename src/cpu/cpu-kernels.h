@@ -50,6 +50,8 @@ bnb_status bnb_cpu_reduce(const bnb_cpu_ctx *c, bnb_tensor *node);
 /* src/cpu/matmul.c: MUL_MAT */
 bnb_status bnb_cpu_mul_mat(const bnb_cpu_ctx *c, bnb_tensor *node);
 size_t bnb_cpu_mul_mat_work_size(const bnb_tensor *node, int n_threads);
+/* src/cpu/optim.c: OPTIMIZER_UPDATE OPTIMIZER_GNORM OPTIMIZER_CLIP */
+bnb_status bnb_cpu_optimizer(const bnb_cpu_ctx *c, bnb_tensor *node);
 /* src/cpu/nn.c: GET_ROWS CONCAT SOFTMAX RMS_NORM LAYER_NORM ROPE CROSS_ENTROPY */
 bnb_status bnb_cpu_get_rows(const bnb_cpu_ctx *c, bnb_tensor *node);
 bnb_status bnb_cpu_concat(const bnb_cpu_ctx *c, bnb_tensor *node);

@@ -15,6 +15,8 @@ static const char *const g_op_names[BNB_OP_COUNT] = {
     [BNB_OP_CROSS_ENTROPY] = "bnb_cross_entropy",
     [BNB_OP_INT8_VECTORWISE_QUANT] = "bnb_int8_vectorwise_quant", [BNB_OP_MATMUL_INT8] = "bnb_matmul_int8",
     [BNB_OP_INT8_DEQUANTIZE] = "bnb_int8_dequantize",
+    [BNB_OP_OPTIMIZER_UPDATE] = "bnb_optimizer_update", [BNB_OP_OPTIMIZER_GNORM] = "bnb_optimizer_gnorm",
+    [BNB_OP_OPTIMIZER_CLIP] = "bnb_optimizer_clip",
     [BNB_OP_QUANTIZE_BLOCKWISE] = "bnb_quantize_blockwise", [BNB_OP_DEQUANTIZE_BLOCKWISE] = "bnb_dequantize_blockwise",
     [BNB_OP_QUANTIZE_4BIT] = "bnb_quantize_4bit", [BNB_OP_DEQUANTIZE_4BIT] = "bnb_dequantize_4bit",
     [BNB_OP_FILL] = "bnb_fill", [BNB_OP_REPEAT] = "bnb_repeat", [BNB_OP_SUM_TO] = "bnb_sum_to",

@@ -1,0 +1,425 @@
+/* CPU kernels of the optimizers: the fused in-place update (32-bit and 8-bit blockwise states, all nine
+ * optimizers), the gradient squared norm and the clipping scales. Formulas: include/bnb.h (optimizers section) and
+ * spec section 4; layouts: src/optim/optim-impl.h. OpenMP over elements (32-bit) or 256-element blocks (8-bit). */
+#if defined(__GNUC__) && !defined(__clang__)
+/* sqrtf without errno lets the compiler vectorise the update loops; nothing here reads errno */
+#pragma GCC optimize("no-math-errno")
+#endif
+#include "cpu-kernels.h"
+#include "../optim/optim-impl.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define OPT_PAR_MIN 16384 /* elements below which a kernel runs on one thread */
+
+typedef struct {
+    int type;
+    int32_t t; /* step of this update (1 at the first) */
+    float lr, b1, b2, b3, alpha, eps, wd;
+    float c1, c2;         /* 1 - b1^t, sqrt(1 - b2^t) */
+    float step_size;      /* Adam: -lr c2 / c1 */
+    float gscale;         /* gradient scale (clipping) */
+    float uscale;         /* LAMB/LARS trust-ratio scale of the step */
+    bool skip_zeros;
+} upd_hp;
+
+static inline float ld(const void *p, bnb_type t, int64_t i) {
+    switch (t) {
+    case BNB_TYPE_F16: return bnb_f16_to_f32(((const uint16_t *)p)[i]);
+    case BNB_TYPE_BF16: return bnb_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+static inline void st(void *p, bnb_type t, int64_t i, float v) {
+    switch (t) {
+    case BNB_TYPE_F16: ((uint16_t *)p)[i] = bnb_f32_to_f16(v); break;
+    case BNB_TYPE_BF16: ((uint16_t *)p)[i] = bnb_f32_to_bf16(v); break;
+    default: ((float *)p)[i] = v;
+    }
+}
+
+static inline bool finitef(float x) { return fabsf(x) <= FLT_MAX; }
+static inline float signf(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
+
+/* One element: new states and parameter from g (already scaled). Inlined with a constant type. */
+static inline __attribute__((always_inline)) void elem_update(const upd_hp *h, int type, float g, float *p, float *s1,
+                                                               float *s2, float *s3) {
+    float pv = *p;
+    switch (type) {
+    case BNB_OPTIM_ADAM:
+    case BNB_OPTIM_ADAMW:
+    case BNB_OPTIM_LAMB: {
+        float m = h->b1 * *s1 + (1.f - h->b1) * g;
+        float v = h->b2 * *s2 + (1.f - h->b2) * (g * g);
+        pv = pv + h->uscale * h->step_size * (m / (sqrtf(v) + h->eps * h->c2));
+        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        *s1 = m;
+        *s2 = v;
+        break;
+    }
+    case BNB_OPTIM_MOMENTUM:
+    case BNB_OPTIM_LARS: {
+        if (h->wd > 0.f) g = g + h->wd * pv;
+        float m = h->t == 1 ? g : h->b1 * *s1 + g;
+        pv = pv - h->uscale * h->lr * m;
+        *s1 = m;
+        break;
+    }
+    case BNB_OPTIM_LION: {
+        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        pv = pv - h->lr * signf(h->b1 * *s1 + (1.f - h->b1) * g);
+        *s1 = h->b2 * *s1 + (1.f - h->b2) * g;
+        break;
+    }
+    case BNB_OPTIM_RMSPROP: {
+        if (h->wd > 0.f) g = g + h->wd * pv;
+        float v = h->b1 * *s1 + (1.f - h->b1) * (g * g);
+        pv = pv - h->lr * (g / (sqrtf(v) + h->eps));
+        *s1 = v;
+        break;
+    }
+    case BNB_OPTIM_ADAGRAD: {
+        if (h->wd > 0.f) g = g + h->wd * pv;
+        float v = *s1 + g * g;
+        pv = pv - h->lr * (g / (sqrtf(v) + h->eps));
+        *s1 = v;
+        break;
+    }
+    case BNB_OPTIM_ADEMAMIX: {
+        float m1 = h->b1 * *s1 + (1.f - h->b1) * g;
+        float m2 = h->b3 * *s3 + (1.f - h->b3) * g;
+        float v = h->b2 * *s2 + (1.f - h->b2) * (g * g);
+        pv = pv - h->lr * ((m1 / h->c1 + h->alpha * m2) / (sqrtf(v) / h->c2 + h->eps));
+        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        *s1 = m1;
+        *s2 = v;
+        *s3 = m2;
+        break;
+    }
+    default: break;
+    }
+    *p = pv;
+}
+
+/* Squared norm contribution of one element's step direction for the trust ratio (LAMB: (c2/c1) m / (sqrt(v) +
+ * eps c2), LARS: m), from the states before the update. */
+static inline float elem_unorm(const upd_hp *h, int type, float g, float p, float s1, float s2) {
+    if (type == BNB_OPTIM_LAMB) {
+        float m = h->b1 * s1 + (1.f - h->b1) * g;
+        float v = h->b2 * s2 + (1.f - h->b2) * (g * g);
+        float u = (h->c2 / h->c1) * (m / (sqrtf(v) + h->eps * h->c2));
+        return u * u;
+    }
+    if (h->wd > 0.f) g = g + h->wd * p;
+    float m = h->t == 1 ? g : h->b1 * s1 + g;
+    return m * m;
+}
+
+/* ------------------------------------------------------------------------------------------ 32-bit states */
+/* Elements [i0, i1): branch-free selects so the loop vectorises for a constant type. */
+static inline __attribute__((always_inline)) void run32_range(const upd_hp *h, int type, bnb_type pt, bnb_type gt,
+                                                               void *P, const void *G, float *S1, float *S2,
+                                                               float *S3, int64_t i0, int64_t i1) {
+    const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2;
+    const bool three = type == BNB_OPTIM_ADEMAMIX;
+    for (int64_t i = i0; i < i1; i++) {
+        float g = ld(G, gt, i) * h->gscale;
+        float p0 = ld(P, pt, i), p = p0;
+        float a = S1[i], b = two ? S2[i] : 0.f, c = three ? S3[i] : 0.f;
+        float a0 = a, b0 = b, c0 = c;
+        elem_update(h, type, g, &p, &a, &b, &c);
+        bool fin = finitef(g);
+        bool keep = h->skip_zeros && g == 0.f;
+        S1[i] = keep ? a0 : (fin ? a : 0.f);
+        if (two) S2[i] = keep ? b0 : (fin ? b : 0.f);
+        if (three) S3[i] = keep ? c0 : (fin ? c : 0.f);
+        if (pt == BNB_TYPE_F32)
+            ((float *)P)[i] = (fin && !keep) ? p : p0;
+        else if (fin && !keep)
+            st(P, pt, i, p);
+    }
+}
+
+#define DISPATCH_TYPE(CALL)                                                                                           \
+    switch (h->type) {                                                                                                \
+    case BNB_OPTIM_ADAM: CALL(BNB_OPTIM_ADAM); break;                                                                 \
+    case BNB_OPTIM_ADAMW: CALL(BNB_OPTIM_ADAMW); break;                                                               \
+    case BNB_OPTIM_MOMENTUM: CALL(BNB_OPTIM_MOMENTUM); break;                                                         \
+    case BNB_OPTIM_LION: CALL(BNB_OPTIM_LION); break;                                                                 \
+    case BNB_OPTIM_RMSPROP: CALL(BNB_OPTIM_RMSPROP); break;                                                           \
+    case BNB_OPTIM_ADAGRAD: CALL(BNB_OPTIM_ADAGRAD); break;                                                            \
+    case BNB_OPTIM_LAMB: CALL(BNB_OPTIM_LAMB); break;                                                                 \
+    case BNB_OPTIM_LARS: CALL(BNB_OPTIM_LARS); break;                                                                 \
+    case BNB_OPTIM_ADEMAMIX: CALL(BNB_OPTIM_ADEMAMIX); break;                                                         \
+    default: break;                                                                                                   \
+    }
+
+/* The F32/F32 case gets its own instantiation per optimizer (the hot, vectorised path). */
+static void run32(const upd_hp *h, bnb_type pt, bnb_type gt, void *P, const void *G, float *S1, float *S2,
+                  float *S3, int64_t i0, int64_t i1) {
+    if (pt == BNB_TYPE_F32 && gt == BNB_TYPE_F32) {
+#define CALL_F32(T) run32_range(h, T, BNB_TYPE_F32, BNB_TYPE_F32, P, G, S1, S2, S3, i0, i1)
+        DISPATCH_TYPE(CALL_F32)
+#undef CALL_F32
+    } else {
+#define CALL_ANY(T) run32_range(h, T, pt, gt, P, G, S1, S2, S3, i0, i1)
+        DISPATCH_TYPE(CALL_ANY)
+#undef CALL_ANY
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ 8-bit states */
+typedef struct {
+    uint8_t *codes;
+    float *absmax;
+    const float *map;
+    float lo; /* -1 for a signed map, 0 for an unsigned one */
+} opt8_parts;
+
+static opt8_parts opt8_of(bnb_tensor *s) {
+    int64_t n = bnb_nelements(s);
+    uint8_t *base = s->data;
+    opt8_parts o = {base, (float *)(base + bnb_opt8_absmax_offset(n)), (const float *)(base + bnb_opt8_map_offset(n)),
+                    0.f};
+    o.lo = o.map[0] < 0.f ? -1.f : 0.f;
+    return o;
+}
+
+static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, float *out) {
+    float am = o->absmax[blk];
+    for (int j = 0; j < len; j++) out[j] = o->map[o->codes[off + j]] * am;
+}
+
+/* New absmax of the block, then the codes. */
+static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, const float *vals) {
+    float am = 0.f;
+    for (int j = 0; j < len; j++) am = fmaxf(am, fabsf(vals[j]));
+    o->absmax[blk] = am;
+    for (int j = 0; j < len; j++) {
+        float y = am > 0.f ? vals[j] / am : 0.f;
+        o->codes[off + j] = (uint8_t)bnb_optim_quantize_code(o->map, o->lo, y, vals[j]);
+    }
+}
+
+typedef struct {
+    const upd_hp *h;
+    bnb_type pt, gt;
+    void *P;
+    const void *G;
+    opt8_parts q1, q2;
+    int64_t n, npad; /* AdEMAMix: m2 at element offset npad of state1 */
+} run8_args;
+
+/* One 256-element block b: dequantize, update in f32, update the parameter, re-quantize. */
+static void run8_block(const run8_args *a, int64_t b) {
+    const upd_hp *h = a->h;
+    const int type = h->type;
+    const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
+    int64_t i0 = b * BNB_OPTIM_BLOCK;
+    int len = (int)BNB_MIN((int64_t)BNB_OPTIM_BLOCK, a->n - i0);
+    float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
+    dequant_block(&a->q1, i0, b, len, s1);
+    if (two) dequant_block(&a->q2, i0, b, len, s2);
+    if (three) dequant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
+    for (int j = 0; j < len; j++) {
+        float g = ld(a->G, a->gt, i0 + j) * h->gscale;
+        if (h->skip_zeros && g == 0.f) continue;
+        if (!finitef(g)) {
+            s1[j] = s2[j] = s3[j] = 0.f;
+            continue;
+        }
+        float p = ld(a->P, a->pt, i0 + j);
+        float x = s1[j], y = two ? s2[j] : 0.f, z = three ? s3[j] : 0.f;
+        elem_update(h, type, g, &p, &x, &y, &z);
+        s1[j] = x;
+        s2[j] = y;
+        s3[j] = z;
+        st(a->P, a->pt, i0 + j, p);
+    }
+    quant_block(&a->q1, i0, b, len, s1);
+    if (two) quant_block(&a->q2, i0, b, len, s2);
+    if (three) quant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
+}
+
+/* ------------------------------------------------------------------------------------------ the update node */
+/* Reads the hyperparameters; t = stored step + 1. */
+static void read_hyper(const bnb_tensor *node, upd_hp *h) {
+    const float *hy = node->src[4]->data;
+    int32_t step;
+    memcpy(&step, &hy[BNB_HYPER_STEP], sizeof step);
+    memset(h, 0, sizeof *h);
+    h->type = bnb_get_op_i32(node, BNB_UPD_P_TYPE);
+    h->t = step + 1;
+    h->lr = hy[BNB_HYPER_LR];
+    h->b1 = hy[BNB_HYPER_BETA1];
+    h->b2 = hy[BNB_HYPER_BETA2];
+    h->b3 = hy[BNB_HYPER_BETA3];
+    h->alpha = hy[BNB_HYPER_ALPHA];
+    h->eps = hy[BNB_HYPER_EPS];
+    h->wd = hy[BNB_HYPER_WD];
+    h->c1 = 1.f - powf(h->b1, (float)h->t);
+    h->c2 = sqrtf(1.f - powf(h->b2, (float)h->t));
+    h->step_size = -h->lr * h->c2 / h->c1;
+    h->gscale = node->src[5] ? *(const float *)node->src[5]->data : 1.f;
+    h->uscale = 1.f;
+    h->skip_zeros = bnb_get_op_i32(node, BNB_UPD_P_FLAGS) & BNB_UPD_F_SKIP_ZEROS;
+}
+
+/* LAMB/LARS: ||u||^2 and ||p||^2 over the whole tensor with the states before this update. */
+static void trust_norms(const bnb_cpu_ctx *c, const bnb_tensor *node, const upd_hp *h, double *unorm, double *pnorm) {
+    const bnb_tensor *pt = node->src[0], *gt = node->src[1];
+    int64_t n = bnb_nelements(pt);
+    int bits = bnb_get_op_i32(node, BNB_UPD_P_BITS);
+    double us = 0, ps = 0;
+    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    if (bits == 32) {
+        const float *S1 = node->src[2]->data, *S2 = node->src[3] ? node->src[3]->data : NULL;
+#pragma omp parallel for num_threads(nth) reduction(+ : us, ps) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float g = ld(gt->data, gt->type, i) * h->gscale, p = ld(pt->data, pt->type, i);
+            ps += (double)p * p;
+            if (!finitef(g) || (h->skip_zeros && g == 0.f)) continue;
+            us += elem_unorm(h, h->type, g, p, S1[i], S2 ? S2[i] : 0.f);
+        }
+    } else {
+        opt8_parts q1 = opt8_of(node->src[2]), q2 = node->src[3] ? opt8_of(node->src[3]) : q1;
+        int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
+#pragma omp parallel for num_threads(nth) reduction(+ : us, ps) schedule(static)
+        for (int64_t b = 0; b < nblk; b++) {
+            int64_t i0 = b * BNB_OPTIM_BLOCK;
+            int len = (int)BNB_MIN((int64_t)BNB_OPTIM_BLOCK, n - i0);
+            for (int j = 0; j < len; j++) {
+                float g = ld(gt->data, gt->type, i0 + j) * h->gscale, p = ld(pt->data, pt->type, i0 + j);
+                ps += (double)p * p;
+                if (!finitef(g) || (h->skip_zeros && g == 0.f)) continue;
+                float s1 = q1.map[q1.codes[i0 + j]] * q1.absmax[b];
+                float s2 = node->src[3] ? q2.map[q2.codes[i0 + j]] * q2.absmax[b] : 0.f;
+                us += elem_unorm(h, h->type, g, p, s1, s2);
+            }
+        }
+    }
+    *unorm = us;
+    *pnorm = ps;
+}
+
+static bool row_has_grad(const void *G, bnb_type gt, int64_t i0, int64_t len) {
+    for (int64_t j = 0; j < len; j++)
+        if (ld(G, gt, i0 + j) != 0.f) return true; /* NaN counts as a gradient */
+    return false;
+}
+
+static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
+    bnb_tensor *param = node->src[0], *grad = node->src[1];
+    int64_t n = bnb_nelements(param);
+    int bits = bnb_get_op_i32(node, BNB_UPD_P_BITS), flags = bnb_get_op_i32(node, BNB_UPD_P_FLAGS);
+    upd_hp h;
+    read_hyper(node, &h);
+    float max_unorm = ((const float *)node->src[4]->data)[BNB_HYPER_MAX_UNORM];
+    if (bnb_optim_uses_unorm((bnb_optim_type)h.type) && max_unorm > 0.f) {
+        double un, pn;
+        trust_norms(c, node, &h, &un, &pn);
+        double u = sqrt(un), lim = max_unorm * sqrt(pn);
+        h.uscale = u > lim ? (float)(lim / u) : 1.f;
+    }
+    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    if (bits == 32) {
+        float *S1 = node->src[2]->data, *S2 = node->src[3] ? node->src[3]->data : NULL;
+        float *S3 = h.type == BNB_OPTIM_ADEMAMIX ? S1 + n : NULL;
+        if (flags & BNB_UPD_F_SPARSE_ROWS) {
+            int64_t ne0 = param->ne[0], rows = n / (ne0 ? ne0 : 1);
+#pragma omp parallel for num_threads(nth) schedule(static)
+            for (int64_t r = 0; r < rows; r++)
+                if (row_has_grad(grad->data, grad->type, r * ne0, ne0))
+                    run32(&h, param->type, grad->type, param->data, grad->data, S1, S2, S3, r * ne0, (r + 1) * ne0);
+        } else {
+            /* chunks of 4096 keep every thread's range aligned and the loop body simple */
+            const int64_t chunk = 4096, nch = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nth) schedule(static)
+            for (int64_t k = 0; k < nch; k++)
+                run32(&h, param->type, grad->type, param->data, grad->data, S1, S2, S3, k * chunk,
+                      BNB_MIN(n, (k + 1) * chunk));
+        }
+    } else {
+        run8_args a = {&h, param->type, grad->type, param->data, grad->data, opt8_of(node->src[2]), {0}, n,
+                       bnb_get_op_i32(node, BNB_UPD_P_NPAD)};
+        if (node->src[3]) a.q2 = opt8_of(node->src[3]);
+        int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (int64_t b = 0; b < nblk; b++) run8_block(&a, b);
+    }
+    float *hy = node->src[4]->data;
+    memcpy(&hy[BNB_HYPER_STEP], &h.t, sizeof h.t);
+    return BNB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ norms and clipping */
+static double sqnorm(const bnb_cpu_ctx *c, const bnb_tensor *g) {
+    int64_t n = bnb_nelements(g);
+    double s = 0;
+    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    if (g->type == BNB_TYPE_F32) {
+        const float *x = g->data;
+#pragma omp parallel for num_threads(nth) reduction(+ : s) schedule(static)
+        for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    } else {
+#pragma omp parallel for num_threads(nth) reduction(+ : s) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            double v = ld(g->data, g->type, i);
+            s += v * v;
+        }
+    }
+    return s;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static bnb_status cpu_optimizer_clip(const bnb_cpu_ctx *c, bnb_tensor *node) {
+    float *out = node->data;
+    if (bnb_get_op_i32(node, BNB_CLIP_P_MODE) == BNB_CLIP_GLOBAL) {
+        double total = sqrt((double)*(const float *)node->src[0]->data);
+        double s = bnb_get_op_f32(node, BNB_CLIP_P_MAX_NORM) / (total + 1e-6);
+        out[0] = (isfinite(s) && s < 1.0) ? (float)s : 1.f;
+        return BNB_OK;
+    }
+    double sq = sqnorm(c, node->src[0]);
+    float *hist = node->src[1]->data;
+    const float *hy = node->src[2]->data;
+    int32_t step;
+    memcpy(&step, &hy[BNB_HYPER_STEP], sizeof step);
+    float scale = 1.f;
+    if (isfinite(sq)) {
+        int32_t t = step + 1, cnt = t < BNB_OPTIM_HISTORY_N ? t : BNB_OPTIM_HISTORY_N;
+        hist[t % BNB_OPTIM_HISTORY_N] = (float)sq;
+        /* percentile of the norms recorded so far: slots 1..t before the ring is full, all once it is */
+        float sorted[BNB_OPTIM_HISTORY_N];
+        memcpy(sorted, t < BNB_OPTIM_HISTORY_N ? hist + 1 : hist, (size_t)cnt * sizeof(float));
+        qsort(sorted, (size_t)cnt, sizeof(float), cmp_float);
+        float clip = sqrtf(sorted[bnb_get_op_i32(node, BNB_CLIP_P_PERCENTILE) * cnt / BNB_OPTIM_HISTORY_N]);
+        float cur = sqrtf((float)sq);
+        if (cur > clip) scale = clip / cur;
+    }
+    if (node->src[3]) scale *= *(const float *)node->src[3]->data;
+    out[0] = scale;
+    return BNB_OK;
+}
+
+static bnb_status cpu_optimizer_gnorm(const bnb_cpu_ctx *c, bnb_tensor *node) {
+    double s = sqnorm(c, node->src[0]);
+    if (node->src[1]) s += *(const float *)node->src[1]->data;
+    *(float *)node->data = (float)s;
+    return BNB_OK;
+}
+
+bnb_status bnb_cpu_optimizer(const bnb_cpu_ctx *c, bnb_tensor *node) {
+    switch (node->op) {
+    case BNB_OP_OPTIMIZER_UPDATE: return cpu_optimizer_update(c, node);
+    case BNB_OP_OPTIMIZER_GNORM: return cpu_optimizer_gnorm(c, node);
+    case BNB_OP_OPTIMIZER_CLIP: return cpu_optimizer_clip(c, node);
+    default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu backend: %s is not an optimizer op", bnb_op_name(node->op));
+    }
+}
