@@ -38,21 +38,28 @@ GEN=()
 CFG=(-S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DBNB_CUDA=ON -DBNB_BUILD_TESTS=ON
      -DBNB_BUILD_BENCH=ON -DCMAKE_CUDA_ARCHITECTURES=90)
 echo "== configure: cmake ${CFG[*]}"
+CFG_OK=1
 if ! cmake "${CFG[@]}" > "$OUT/configure.log" 2>&1; then
-  echo "configure failed; retrying with BNB_OPENMP=OFF" | tee -a "$OUT/configure.log"
-  rm -rf "$BUILD"
-  cmake "${CFG[@]}" -DBNB_OPENMP=OFF >> "$OUT/configure.log" 2>&1
+  if grep -q -i 'openmp' "$OUT/configure.log"; then
+    echo "configure failed on OpenMP; retrying with BNB_OPENMP=OFF" | tee -a "$OUT/configure.log"
+    cmake "${CFG[@]}" -DBNB_OPENMP=OFF >> "$OUT/configure.log" 2>&1 || CFG_OK=0
+  else
+    CFG_OK=0
+  fi
 fi
-BUILD_OK=0
-if cmake --build "$BUILD" -j "$JOBS" > "$OUT/build.log" 2>&1; then
-  BUILD_OK=1
+if [ "$CFG_OK" -eq 0 ]; then
+  FAILED=1
+  echo "== configure FAILED:"; grep -A4 'CMake Error' "$OUT/configure.log" | head -30
+  note "configure" "FAILED - $(grep -m1 -A2 'CMake Error' "$OUT/configure.log" | tr -s ' \n' ' ' | cut -c1-150)"
+elif cmake --build "$BUILD" -j "$JOBS" > "$OUT/build.log" 2>&1; then
   note "build" "ok ($((SECONDS - t0)) s, $(grep -c -i 'warning' "$OUT/build.log") warning lines)"
 else
   FAILED=1
-  echo "== build FAILED; last lines:"; tail -30 "$OUT/build.log"
+  echo "== build FAILED; first errors:"; grep -m10 -E 'error' "$OUT/build.log"
   # build what can be built, so the tests that compiled still run
-  cmake --build "$BUILD" -j "$JOBS" -- -k 0 >> "$OUT/build.log" 2>&1 || cmake --build "$BUILD" -j "$JOBS" -- -k >> "$OUT/build.log" 2>&1
-  note "build" "FAILED ($((SECONDS - t0)) s) - see build.log: $(grep -m1 -E 'error' "$OUT/build.log" | cut -c1-100)"
+  if [ -f "$BUILD/build.ninja" ]; then cmake --build "$BUILD" -j "$JOBS" -- -k 0 >> "$OUT/build.log" 2>&1
+  else cmake --build "$BUILD" -j "$JOBS" -- -k >> "$OUT/build.log" 2>&1; fi
+  note "build" "FAILED ($((SECONDS - t0)) s) - $(grep -m1 -E 'error' "$OUT/build.log" | cut -c1-120)"
 fi
 
 # ---------------------------------------------------------------------------------------------- 2. ctest
