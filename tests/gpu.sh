@@ -64,6 +64,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------- 2. ctest
 t0=$SECONDS
+if [ "$CFG_OK" -eq 0 ]; then note "ctest" "not run (configure failed)"; else
 CT_CAP=$(( $(left) - 150 )); [ "$CT_CAP" -gt 300 ] && CT_CAP=300; [ "$CT_CAP" -lt 60 ] && CT_CAP=60
 echo "== ctest (cap ${CT_CAP} s)"
 (cd "$BUILD" && timeout "$CT_CAP" ctest --output-on-failure --timeout 240 -j 8) > "$OUT/ctest.log" 2>&1
@@ -79,6 +80,7 @@ note "ctest" "$n_pass passed, $n_fail failed, $n_skip skipped ($((SECONDS - t0))
 [ -n "$failed_names" ] && note "  failed" "$failed_names"
 [ -n "$skipped_names" ] && note "  skipped" "$skipped_names"
 grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed' "$OUT/ctest.log" | sort -u > "$OUT/ctest-counts.txt"
+fi
 
 # ---------------------------------------------------------------------------------------------- 3. benches
 HEADLINES=()
@@ -102,7 +104,9 @@ done
 
 # ---------------------------------------------------------------------------------------------- 4. sanitizer
 SAN=${BNB_GPU_SANITIZER:-$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null)}
-if [ -z "$SAN" ]; then
+if [ "$CFG_OK" -eq 0 ]; then
+  note "memcheck" "not run (configure failed)"
+elif [ -z "$SAN" ]; then
   note "memcheck" "skipped (compute-sanitizer not found)"
 elif [ "$(left)" -lt 30 ]; then
   note "memcheck" "skipped (out of time)"
