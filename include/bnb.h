@@ -432,8 +432,9 @@ BNB_API bnb_status bnb_quantiles_estimate(const float *x, int64_t n, float offse
  * map: a bnb_qmap kind (DYNAMIC_*, LINEAR_*), or any kind with `code` set: an F32 tensor of 256 sorted values (e.g.
  * from bnb_qmap_quantile) that the op copies into the result. block: 64..4096, a power of two. nested: the absmax
  * values are quantized again (block 256, dynamic signed map, mean kept). Codes: nearest map value (spec section 2).
- * Non-finite input: the CPU backend's compute fails with BNB_ERR_NUMERIC naming the block; the CUDA kernels store
- * that block's absmax as NaN, which bnb_quant_check reports (bnb_tensor_set_f32 of a quantized tensor checks too). */
+ * Non-finite input: bnb_graph_compute fails with BNB_ERR_NUMERIC naming the block (CUDA: the kernel raises the
+ * backend's error flag, read after the graph ran, and stores that block's absmax as NaN, which bnb_quant_check
+ * reports too); bnb_tensor_set_f32 of a quantized tensor checks the same way. */
 BNB_API bnb_tensor *bnb_quantize_blockwise(bnb_context *ctx, bnb_tensor *x, bnb_qmap map, bnb_tensor *code,
                                            int block, bool nested);
 /* Same with stochastic rounding: the upper neighbour with probability (y - lower) / (upper - lower); the random

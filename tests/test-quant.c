@@ -588,7 +588,7 @@ static void test_errors(void) {
     tc_check_error(bnb_quantize_4bit(ctx, x, BNB_TYPE_Q8_BLOCK, 64, false) ? BNB_OK : bnb_last_status(), BNB_ERR_TYPE,
                    "quantize_4bit to q8_block rejected", NULL);
     bnb_context_free(ctx);
-    /* NaN in a graph quantize: the CPU compute fails naming the block; CUDA stores a NaN absmax (bnb_quant_check) */
+    /* NaN in a graph quantize: the compute fails naming the block (CUDA: through the backend's error flag) */
     const int64_t n = 4096;
     float *v = tc_malloc(n * sizeof(float));
     for (int64_t i = 0; i < n; i++) v[i] = (float)(i % 13) - 6.0f;
@@ -601,14 +601,10 @@ static void test_errors(void) {
     bnb_buffer *buf = bnb_backend_alloc_tensors(g_be, ctx);
     bnb_tensor_set_f32(tx, v, n);
     bnb_status st = bnb_graph_compute(g_be, g);
-    if (bnb_backend_is_cpu(g_be)) {
-        const char *names[] = {"block 3", NULL};
-        tc_check_error(st, BNB_ERR_NUMERIC, "graph quantize of NaN fails on the CPU naming the block", names);
-    } else {
-        tc_check(st == BNB_OK, "graph quantize of NaN runs on CUDA");
-        const char *names[] = {"block 3", NULL};
-        tc_check_error(bnb_quant_check(tq), BNB_ERR_NUMERIC, "bnb_quant_check names the NaN block", names);
-    }
+    const char *names3[] = {"block 3", NULL};
+    tc_check_error(st, BNB_ERR_NUMERIC, "graph quantize of NaN fails naming the block", names3);
+    if (!bnb_backend_is_cpu(g_be)) /* CUDA: the result was written, with that block's absmax NaN */
+        tc_check_error(bnb_quant_check(tq), BNB_ERR_NUMERIC, "bnb_quant_check names the NaN block", names3);
     if (buf) bnb_buffer_free(buf);
     bnb_context_free(ctx);
     free(v);

@@ -1,6 +1,7 @@
 /* CUDA backend core: device memory pool, stream, cuBLASLt handle and workspace, node dispatch, and CUDA-graph
  * capture/replay of graphs computed repeatedly. Op kernels live in one .cu per family (see backend-cuda.h). */
 #include "cuda-common.cuh"
+#include "../quant/quant.h"
 
 #include <cublasLt.h>
 #include <stdio.h>
@@ -147,6 +148,7 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     if (t->op != BNB_OP_NONE && !bnb_op_is_view(t->op) && !bnb_is_contiguous(t)) return false; /* results are dense */
     for (int s = 0; s < BNB_MAX_SRC; s++)
         if (t->src[s] && too_large(t->src[s])) return false;
+    if (bnb_is_mul_mat_quant(t)) return bnb_type_is_float(t->src[1]->type); /* quant.cu */
     switch (t->op) {
     case BNB_OP_NONE:
     case BNB_OP_RESHAPE:
@@ -187,11 +189,16 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cuda_backward_supports(t); /* autodiff: backward.cu */
     case BNB_OP_CPY: return bnb_type_is_plain(t->type) && bnb_type_is_plain(t->src[0]->type); /* cpy.cu */
+    case BNB_OP_QUANTIZE_BLOCKWISE:
+    case BNB_OP_QUANTIZE_4BIT: return bnb_type_is_float(t->src[0]->type); /* quant.cu */
+    case BNB_OP_DEQUANTIZE_BLOCKWISE:
+    case BNB_OP_DEQUANTIZE_4BIT: return bnb_type_is_float(t->type);
     default: return false;
     }
 }
 
 extern "C" size_t bnb_cuda_scratch_size(const bnb_tensor *node) {
+    if (bnb_is_quant_op(node->op) || bnb_is_mul_mat_quant(node)) return bnb_cuda_quant_scratch_size(node);
     switch (node->op) {
     case BNB_OP_SUM: return bnb_cuda_reduce_scratch_size(node);
     case BNB_OP_MUL_MAT: return bnb_cuda_mul_mat_scratch_size(node);
@@ -202,10 +209,14 @@ extern "C" size_t bnb_cuda_scratch_size(const bnb_tensor *node) {
 
 /* Ops whose kernels may flag bad input (graph_compute then reads the flag back and synchronises once). */
 static bool may_flag(const bnb_tensor *node) {
+    if (node->op == BNB_OP_QUANTIZE_BLOCKWISE || node->op == BNB_OP_QUANTIZE_4BIT) return true; /* NaN/Inf input */
     return node->op == BNB_OP_GET_ROWS || node->op == BNB_OP_CROSS_ENTROPY;
 }
 
 static bnb_status cuda_compute_node(bnb_cuda_ctx *c, bnb_tensor *t) {
+    if (bnb_is_mul_mat_quant(t)) return bnb_cuda_mul_mat_quant(c, t); /* quantized weight: quant.cu */
+    if (t->op == BNB_OP_QUANTIZE_BLOCKWISE || t->op == BNB_OP_QUANTIZE_4BIT) return bnb_cuda_quantize(c, t);
+    if (t->op == BNB_OP_DEQUANTIZE_BLOCKWISE || t->op == BNB_OP_DEQUANTIZE_4BIT) return bnb_cuda_dequantize(c, t);
     switch (t->op) {
     case BNB_OP_RESHAPE:
     case BNB_OP_VIEW:
@@ -452,6 +463,9 @@ static bnb_status cuda_graph_compute(bnb_backend *be, bnb_graph *g) {
             char sa[64];
             const bnb_tensor *src = t->src[0];
             bnb_shape_str(src, sa, sizeof sa);
+            if (t->op == BNB_OP_QUANTIZE_BLOCKWISE || t->op == BNB_OP_QUANTIZE_4BIT) /* quant.cu: value = block */
+                return bnb_fail(BNB_ERR_NUMERIC, "%s (node %d '%s'): block %d (from element %d) holds NaN or Inf",
+                                bnb_op_name(t->op), flag - 1, t->name, value, where);
             if (t->op == BNB_OP_GET_ROWS)
                 return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_get_rows (node %d '%s'): index %d at position %d is outside "
                                 "[0, %lld) (a is %s)", flag - 1, t->name, value, where, (long long)src->ne[1], sa);

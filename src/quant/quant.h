@@ -206,6 +206,13 @@ bnb_status bnb_cpu_dequantize(const struct bnb_cpu_ctx *c, bnb_tensor *node); /*
 /* MUL_MAT with a blockwise quantized a */
 bnb_status bnb_cpu_mul_mat_quant(const struct bnb_cpu_ctx *c, bnb_tensor *node);
 size_t bnb_cpu_quant_work_size(const bnb_tensor *node, int n_threads);
+/* ---------------------------------------------------------------- CUDA backend kernels (src/cuda/quant.cu) */
+struct bnb_cuda_ctx;
+bnb_status bnb_cuda_quantize(struct bnb_cuda_ctx *c, bnb_tensor *node);   /* QUANTIZE_BLOCKWISE, QUANTIZE_4BIT */
+bnb_status bnb_cuda_dequantize(struct bnb_cuda_ctx *c, bnb_tensor *node); /* DEQUANTIZE_BLOCKWISE / _4BIT */
+bnb_status bnb_cuda_mul_mat_quant(struct bnb_cuda_ctx *c, bnb_tensor *node);
+size_t bnb_cuda_quant_scratch_size(const bnb_tensor *node);
+
 static inline bool bnb_is_quant_op(bnb_op op) {
     return op == BNB_OP_QUANTIZE_BLOCKWISE || op == BNB_OP_DEQUANTIZE_BLOCKWISE || op == BNB_OP_QUANTIZE_4BIT ||
            op == BNB_OP_DEQUANTIZE_4BIT;

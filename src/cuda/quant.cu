@@ -1,0 +1,482 @@
+/* CUDA kernels of the quantization ops: blockwise 8-bit and 4-bit quantize / dequantize (nested absmax, stochastic
+ * rounding) and mul_mat with a blockwise quantized weight.
+ *
+ * Quantize: a thread owns 8 consecutive elements (16-byte loads for f16/bf16, two for f32); the B/8 threads of a
+ * block reduce its absmax with warp shuffles (+ shared memory above 256 elements), then each thread finds its codes
+ * with the same search as the CPU (bnb_qsearch, src/quant/quant.h) against the map held in SHARED memory, and stores
+ * 8 (or 4 packed) bytes at once. Non-finite input: the block's absmax is stored as NaN and the error flag is raised
+ * (graph_compute reports BNB_ERR_NUMERIC naming the block). Dequantize: 16 codes a thread, map in shared memory.
+ * mul_mat: a fused dequantize-GEMV for up to 8 rows of b, otherwise the weight is dequantized to 16-bit in scratch
+ * and the cuBLASLt path of matmul.cu runs on it. */
+#include "cuda-common.cuh"
+#include "../quant/quant.h"
+
+#include <float.h>
+
+#define QEPT 8        /* elements a thread quantizes */
+#define DQEPT 16      /* elements a thread dequantizes */
+#define GEMV_MAX_N 8  /* fused GEMV up to this many rows of b */
+
+/* ------------------------------------------------------------------------------------------------ built-in maps */
+/* DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED (bnb_qmap 0..3), uploaded once per device. */
+__device__ float g_qmaps[4][256];
+static bool g_qmaps_ready[64];
+
+static bnb_status qmaps_device(bnb_cuda_ctx *c, const float **out) {
+    int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    if (!g_qmaps_ready[dev]) {
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        cudaStreamIsCapturing(c->stream, &cs);
+        if (cs != cudaStreamCaptureStatusNone)
+            return bnb_fail(BNB_ERR_BACKEND, "quantize: code maps not on the device yet while capturing");
+        float host[4][256];
+        for (int k = 0; k < 4; k++) bnb_qmap_fill((bnb_qmap)k, host[k]);
+        BNB_CUDA_TRY(cudaMemcpyToSymbol(g_qmaps, host, sizeof host), "quantize: code map upload");
+        g_qmaps_ready[dev] = true;
+    }
+    void *p = NULL;
+    BNB_CUDA_TRY(cudaGetSymbolAddress(&p, g_qmaps), "quantize: code map address");
+    *out = (const float *)p;
+    return BNB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ loads */
+template <typename T> __device__ __forceinline__ void load8(const T *x, int64_t i0, int64_t n, float v[8]) {
+    if (i0 + 8 <= n) {
+        if constexpr (sizeof(T) == 4) {
+            float4 a = *reinterpret_cast<const float4 *>(x + i0), b = *reinterpret_cast<const float4 *>(x + i0 + 4);
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+        } else {
+            bnb_cu_vec<T> r = bnb_cu_load_vec<T>(x + i0);
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = bnb_cu_to_f32<T>(r.v[j]);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = i0 + j < n ? bnb_cu_to_f32<T>(x[i0 + j]) : 0.0f;
+    }
+}
+
+/* max over the G consecutive threads of a group (G = block / 8, a power of two, 8..512); all threads get it */
+__device__ __forceinline__ float group_max(float m, int G, float *sred) {
+    const int w = G < 32 ? G : 32;
+    for (int off = w / 2; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (G <= 32) return m;
+    const int warp = threadIdx.x / 32, wpg = G / 32;
+    if ((threadIdx.x & 31) == 0) sred[warp] = m;
+    __syncthreads();
+    const int w0 = (warp / wpg) * wpg;
+    float r = sred[w0];
+    for (int k = 1; k < wpg; k++) r = fmaxf(r, sred[w0 + k]);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------------ quantize */
+/* mode 0: 8-bit with map; 1: NF4; 2: FP4. absmax_out: the absmax array (or scratch when nested). */
+template <typename T>
+__global__ void k_quantize(const T *__restrict__ x, uint8_t *__restrict__ codes, float *__restrict__ absmax_out,
+                           const float *__restrict__ map_src, float *__restrict__ map_dst, int64_t n, int block,
+                           int mode, int stochastic, uint32_t seed, int *err, int err_code) {
+    __shared__ float smap[256];
+    __shared__ float sred[32];
+    __shared__ int sbad[32];
+    if (mode == 0) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+            smap[i] = map_src[i];
+            if (blockIdx.x == 0 && map_dst) map_dst[i] = map_src[i];
+        }
+    }
+    const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * QEPT;
+    float v[8];
+    load8<T>(x, i0, n, v);
+    float m = 0.0f;
+    int bad = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        float a = fabsf(v[j]);
+        bad |= !(a <= FLT_MAX);
+        m = fmaxf(m, a);
+    }
+    const int G = block / QEPT;
+    /* finiteness rides along as a max of 0/1 */
+    float fb = group_max((float)bad, G, sred);
+    if (G > 32) __syncthreads(); /* sred reused */
+    m = group_max(m, G, sred);
+    (void)sbad;
+    bad = fb > 0.0f;
+    __syncthreads(); /* smap ready */
+    if (i0 >= n) return;
+    const int64_t b = i0 / block;
+    if (threadIdx.x % G == 0) {
+        absmax_out[b] = bad ? __int_as_float(0x7fc00000) : m;
+        if (bad) bnb_cu_report_bad(err, err_code, (int)b, (int)(b * block > INT32_MAX ? INT32_MAX : b * block));
+    }
+    const float inv = bad ? 0.0f : (m > 0.0f ? 1.0f / m : 0.0f);
+    if (mode == 0) {
+        uint8_t c[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float y = v[j] * inv;
+            c[j] = (uint8_t)(stochastic ? bnb_qsearch(smap, y, bnb_qrand(seed, i0 + j), true)
+                                        : bnb_qsearch(smap, y, 0.0f, false));
+        }
+        if (i0 + 8 <= n) {
+            uint2 o;
+            memcpy(&o, c, 8);
+            *reinterpret_cast<uint2 *>(codes + i0) = o;
+        } else {
+            for (int j = 0; j < 8 && i0 + j < n; j++) codes[i0 + j] = c[j];
+        }
+    } else {
+        uint8_t c[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float y0 = v[2 * j] * inv, y1 = v[2 * j + 1] * inv;
+            int c0 = mode == 1 ? bnb_nf4_encode(y0) : bnb_fp4_encode(y0);
+            int c1 = i0 + 2 * j + 1 < n ? (mode == 1 ? bnb_nf4_encode(y1) : bnb_fp4_encode(y1)) : 0;
+            c[j] = (uint8_t)(c0 << 4 | c1);
+        }
+        if (i0 + 8 <= n) {
+            uint32_t o;
+            memcpy(&o, c, 4);
+            *reinterpret_cast<uint32_t *>(codes + i0 / 2) = o;
+        } else {
+            for (int j = 0; j < 4 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = c[j];
+        }
+    }
+}
+
+/* nested absmax, step 1: the mean of absmax[nblk] (double sum, one CTA of 1024 threads) */
+__global__ void k_nest_mean(const float *__restrict__ absmax, int64_t nblk, float *mean_out) {
+    __shared__ double s[32];
+    double acc = 0.0;
+    for (int64_t i = threadIdx.x; i < nblk; i += blockDim.x) acc += absmax[i];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if ((threadIdx.x & 31) == 0) s[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) t += s[w];
+        *mean_out = nblk ? (float)(t / (double)nblk) : 0.0f;
+    }
+}
+
+/* step 2: absmax - mean quantized in groups of 256 with the dynamic signed map (one CTA of 256 per group) */
+__global__ void k_nest_codes(const float *__restrict__ absmax, int64_t nblk, const float *__restrict__ mean_p,
+                             const float *__restrict__ map2_src, float *__restrict__ map2_dst,
+                             uint8_t *__restrict__ acodes, float *__restrict__ absmax2) {
+    __shared__ float smap[256];
+    __shared__ float sred[32];
+    smap[threadIdx.x] = map2_src[threadIdx.x];
+    if (blockIdx.x == 0) map2_dst[threadIdx.x] = map2_src[threadIdx.x];
+    const float mean = *mean_p;
+    const int64_t b = (int64_t)blockIdx.x * BNB_NESTED_BLOCK + threadIdx.x;
+    const float cval = b < nblk ? absmax[b] - mean : 0.0f;
+    float m = group_max(fabsf(cval), BNB_NESTED_BLOCK / QEPT * QEPT, sred); /* G = 256: whole CTA */
+    __syncthreads();
+    if (threadIdx.x == 0) absmax2[blockIdx.x] = m;
+    const float inv = m > 0.0f ? 1.0f / m : 0.0f;
+    if (b < nblk) acodes[b] = (uint8_t)bnb_qsearch(smap, cval * inv, 0.0f, false);
+}
+
+/* ------------------------------------------------------------------------------------------------ dequantize */
+struct qparts { /* device pointers into one quantized tensor */
+    const uint8_t *codes;
+    const float *absmax;  /* not nested */
+    const uint8_t *acodes; /* nested */
+    const float *absmax2;
+    const float *mean;
+    const float *map;     /* 8-bit */
+    const float *map2;    /* nested */
+    int64_t n;
+    int block;
+    int mode; /* 0 8-bit, 1 NF4, 2 FP4 */
+};
+
+static qparts qparts_of(const bnb_tensor *q) {
+    bnb_quant_layout L = bnb_quant_layout_of(q);
+    const uint8_t *st = (const uint8_t *)q->data;
+    qparts p;
+    p.codes = st + L.codes;
+    p.absmax = L.absmax != BNB_QNONE ? (const float *)(st + L.absmax) : NULL;
+    p.acodes = L.nested ? st + L.absmax_codes : NULL;
+    p.absmax2 = L.nested ? (const float *)(st + L.absmax2) : NULL;
+    p.mean = L.nested ? (const float *)(st + L.mean) : NULL;
+    p.map = L.map != BNB_QNONE ? (const float *)(st + L.map) : NULL;
+    p.map2 = L.nested ? (const float *)(st + L.map2) : NULL;
+    p.n = L.n;
+    p.block = (int)L.block;
+    p.mode = q->type == BNB_TYPE_Q4_NF4 ? 1 : q->type == BNB_TYPE_Q4_FP4 ? 2 : 0;
+    return p;
+}
+
+__constant__ float c_q4vals[2][16];
+static bool g_q4_ready[64];
+
+static bnb_status q4_tables(bnb_cuda_ctx *c) {
+    int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    if (g_q4_ready[dev]) return BNB_OK;
+    float host[2][16];
+    memcpy(host[0], bnb_nf4_values, sizeof host[0]);
+    memcpy(host[1], bnb_fp4_values, sizeof host[1]);
+    BNB_CUDA_TRY(cudaMemcpyToSymbol(c_q4vals, host, sizeof host), "dequantize: 4-bit table upload");
+    g_q4_ready[dev] = true;
+    return BNB_OK;
+}
+
+/* the scale of block b (nested: restored as map2[code] * absmax2 + mean, rounded like the CPU: no FMA) */
+__device__ __forceinline__ float block_scale(const qparts &p, int64_t b) {
+    if (!p.acodes) return p.absmax[b];
+    return __fadd_rn(__fmul_rn(p.map2[p.acodes[b]], p.absmax2[b / BNB_NESTED_BLOCK]), *p.mean);
+}
+
+template <typename To> __device__ __forceinline__ void store16(To *out, int64_t i0, int64_t n, const float v[16]) {
+    if (i0 + 16 <= n) {
+        if constexpr (sizeof(To) == 4) {
+#pragma unroll
+            for (int j = 0; j < 16; j += 4)
+                *reinterpret_cast<float4 *>((float *)out + i0 + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+        } else {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                bnb_cu_vec<To> r;
+#pragma unroll
+                for (int j = 0; j < 8; j++) r.v[j] = bnb_cu_from_f32<To>(v[8 * h + j]);
+                bnb_cu_store_vec<To>(out + i0 + 8 * h, r);
+            }
+        }
+    } else {
+        for (int j = 0; j < 16 && i0 + j < n; j++) out[i0 + j] = bnb_cu_from_f32<To>(v[j]);
+    }
+}
+
+template <typename To> __global__ void k_dequantize(qparts p, To *__restrict__ out) {
+    __shared__ float smap[256];
+    if (p.mode == 0)
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) smap[i] = p.map[i];
+    else if (threadIdx.x < 16)
+        smap[threadIdx.x] = c_q4vals[p.mode - 1][threadIdx.x];
+    __syncthreads();
+    const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * DQEPT;
+    if (i0 >= p.n) return;
+    const float a = block_scale(p, i0 / p.block); /* 16 | block: one block per thread */
+    float v[16];
+    if (p.mode == 0) {
+        uint8_t c[16];
+        if (i0 + 16 <= p.n) {
+            uint4 r = *reinterpret_cast<const uint4 *>(p.codes + i0);
+            memcpy(c, &r, 16);
+        } else {
+            for (int j = 0; j < 16; j++) c[j] = i0 + j < p.n ? p.codes[i0 + j] : 0;
+        }
+#pragma unroll
+        for (int j = 0; j < 16; j++) v[j] = smap[c[j]] * a;
+    } else {
+        uint8_t c[8];
+        if (i0 + 16 <= p.n) {
+            uint2 r = *reinterpret_cast<const uint2 *>(p.codes + i0 / 2);
+            memcpy(c, &r, 8);
+        } else {
+            for (int j = 0; j < 8; j++) c[j] = i0 + 2 * j < p.n ? p.codes[i0 / 2 + j] : 0;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            v[2 * j] = smap[c[j] >> 4] * a;
+            v[2 * j + 1] = smap[c[j] & 15] * a;
+        }
+    }
+    store16<To>(out, i0, p.n, v);
+}
+
+/* ------------------------------------------------------------------------------------------------ entry points */
+static int n_blocks_for(int64_t n, int threads, int ept) { return (int)((n + (int64_t)threads * ept - 1) / ((int64_t)threads * ept)); }
+
+extern "C" bnb_status bnb_cuda_quantize(bnb_cuda_ctx *c, bnb_tensor *node) {
+    const bnb_tensor *x = node->src[0];
+    bnb_quant_layout L = bnb_quant_layout_of(node);
+    if (L.n == 0) return BNB_OK;
+    uint8_t *st = (uint8_t *)node->data;
+    const int mode = node->type == BNB_TYPE_Q4_NF4 ? 1 : node->type == BNB_TYPE_Q4_FP4 ? 2 : 0;
+    const float *maps = NULL, *map_src = NULL;
+    bnb_status s = qmaps_device(c, &maps);
+    if (s != BNB_OK) return s;
+    if (mode == 0) {
+        int kind = bnb_get_op_i32(node, 2);
+        if (node->src[1]) map_src = (const float *)node->src[1]->data;
+        else if (kind >= 0 && kind < 4) map_src = maps + 256 * kind;
+        else return bnb_fail(BNB_ERR_INVALID_ARG, "%s: no code map", bnb_op_name(node->op));
+    }
+    float *absmax = L.nested ? (float *)c->scratch : (float *)(st + L.absmax);
+    uint32_t seed;
+    int32_t sv = bnb_get_op_i32(node, 1);
+    memcpy(&seed, &sv, sizeof seed);
+    const int stoch = bnb_get_op_i32(node, 0);
+    const int threads = L.block / QEPT > 256 ? (int)(L.block / QEPT) : 256;
+    const int grid = n_blocks_for(L.n, threads, QEPT);
+    float *map_dst = mode == 0 ? (float *)(st + L.map) : NULL;
+    const int code = c->node_index + 1;
+    switch (x->type) {
+    case BNB_TYPE_F32:
+        k_quantize<float><<<grid, threads, 0, c->stream>>>((const float *)x->data, st + L.codes, absmax, map_src,
+                                                           map_dst, L.n, (int)L.block, mode, stoch, seed, c->err_flag, code);
+        break;
+    case BNB_TYPE_F16:
+        k_quantize<__half><<<grid, threads, 0, c->stream>>>((const __half *)x->data, st + L.codes, absmax, map_src,
+                                                            map_dst, L.n, (int)L.block, mode, stoch, seed, c->err_flag, code);
+        break;
+    case BNB_TYPE_BF16:
+        k_quantize<__nv_bfloat16><<<grid, threads, 0, c->stream>>>((const __nv_bfloat16 *)x->data, st + L.codes, absmax,
+                                                                   map_src, map_dst, L.n, (int)L.block, mode, stoch,
+                                                                   seed, c->err_flag, code);
+        break;
+    default: return bnb_fail(BNB_ERR_TYPE, "%s: x is %s", bnb_op_name(node->op), bnb_type_name(x->type));
+    }
+    BNB_CUDA_CHECK_LAUNCH("bnb_quantize");
+    if (L.nested) {
+        k_nest_mean<<<1, 1024, 0, c->stream>>>(absmax, L.nblk, (float *)(st + L.mean));
+        BNB_CUDA_CHECK_LAUNCH("bnb_quantize (nested mean)");
+        k_nest_codes<<<(unsigned)L.nblk2, BNB_NESTED_BLOCK, 0, c->stream>>>(
+            absmax, L.nblk, (const float *)(st + L.mean), maps, (float *)(st + L.map2), st + L.absmax_codes,
+            (float *)(st + L.absmax2));
+        BNB_CUDA_CHECK_LAUNCH("bnb_quantize (nested codes)");
+    }
+    return BNB_OK;
+}
+
+static bnb_status launch_dequantize(bnb_cuda_ctx *c, const bnb_tensor *q, void *out, bnb_type type) {
+    qparts p = qparts_of(q);
+    if (p.n == 0) return BNB_OK;
+    if (p.mode != 0) {
+        bnb_status s = q4_tables(c);
+        if (s != BNB_OK) return s;
+    }
+    const int threads = 256, grid = n_blocks_for(p.n, threads, DQEPT);
+    switch (type) {
+    case BNB_TYPE_F32: k_dequantize<float><<<grid, threads, 0, c->stream>>>(p, (float *)out); break;
+    case BNB_TYPE_F16: k_dequantize<__half><<<grid, threads, 0, c->stream>>>(p, (__half *)out); break;
+    case BNB_TYPE_BF16: k_dequantize<__nv_bfloat16><<<grid, threads, 0, c->stream>>>(p, (__nv_bfloat16 *)out); break;
+    default: return bnb_fail(BNB_ERR_TYPE, "dequantize: result type %s", bnb_type_name(type));
+    }
+    BNB_CUDA_CHECK_LAUNCH("bnb_dequantize");
+    return BNB_OK;
+}
+
+extern "C" bnb_status bnb_cuda_dequantize(bnb_cuda_ctx *c, bnb_tensor *node) {
+    return launch_dequantize(c, node->src[0], node->data, node->type);
+}
+
+/* ------------------------------------------------------------------------------------------------ mul_mat */
+/* One warp per weight row m: decode a[m][k] on the fly, dot with up to GEMV_MAX_N rows of b. */
+template <typename Tb>
+__global__ void k_gemv_q(qparts p, const Tb *__restrict__ b, int64_t ldb, float *__restrict__ out, int K, int M,
+                         int N) {
+    __shared__ float smap[256];
+    if (p.mode == 0)
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) smap[i] = p.map[i];
+    else if (threadIdx.x < 16)
+        smap[threadIdx.x] = c_q4vals[p.mode - 1][threadIdx.x];
+    __syncthreads();
+    const int m = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (m >= M) return;
+    float acc[GEMV_MAX_N];
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_N; j++) acc[j] = 0.0f;
+    const int64_t row0 = (int64_t)m * K;
+    for (int k = lane; k < K; k += 32) {
+        const int64_t e = row0 + k;
+        uint8_t cb = p.mode == 0 ? p.codes[e] : p.codes[e / 2];
+        int code = p.mode == 0 ? cb : ((e & 1) ? cb & 15 : cb >> 4);
+        const float w = smap[code] * block_scale(p, e / p.block);
+#pragma unroll
+        for (int j = 0; j < GEMV_MAX_N; j++)
+            if (j < N) acc[j] += w * bnb_cu_to_f32<Tb>(b[(int64_t)j * ldb + k]);
+    }
+#pragma unroll
+    for (int j = 0; j < GEMV_MAX_N; j++) {
+        if (j >= N) break;
+        float s = acc[j];
+        for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+        if (lane == 0) out[(int64_t)j * M + m] = s;
+    }
+}
+
+/* b rows evenly spaced (one stride) and few enough for the fused GEMV */
+static bool gemv_ok(const bnb_tensor *node) {
+    const bnb_tensor *b = node->src[1];
+    int64_t nt = bnb_nrows(b);
+    if (nt > GEMV_MAX_N) return false;
+    size_t es = bnb_type_size(b->type);
+    return (b->ne[2] == 1 || b->nb[2] == b->nb[1] * (size_t)b->ne[1]) &&
+           (b->ne[3] == 1 || b->nb[3] == b->nb[2] * (size_t)b->ne[2]) && b->nb[1] % es == 0;
+}
+
+/* the weight dequantized to 16-bit, described as a plain tensor for matmul.cu */
+static void dequant_view(const bnb_tensor *node, bnb_tensor *fa, bnb_tensor *fnode, void *data) {
+    const bnb_tensor *a = node->src[0], *b = node->src[1];
+    *fa = *a;
+    fa->type = b->type == BNB_TYPE_BF16 ? BNB_TYPE_BF16 : BNB_TYPE_F16;
+    fa->nb[0] = 2;
+    for (int i = 1; i < 4; i++) fa->nb[i] = fa->nb[i - 1] * (size_t)fa->ne[i - 1];
+    fa->data = data;
+    fa->view_src = NULL;
+    fa->buffer = NULL;
+    *fnode = *node;
+    fnode->src[0] = fa;
+}
+
+extern "C" size_t bnb_cuda_quant_scratch_size(const bnb_tensor *node) {
+    if (node->op == BNB_OP_QUANTIZE_BLOCKWISE || node->op == BNB_OP_QUANTIZE_4BIT) {
+        bnb_quant_layout L = bnb_quant_layout_of(node);
+        return L.nested ? (size_t)L.nblk * 4 : 0;
+    }
+    if (bnb_is_mul_mat_quant(node) && !gemv_ok(node)) {
+        bnb_tensor fa, fnode;
+        dequant_view(node, &fa, &fnode, NULL);
+        size_t wbytes = BNB_PAD((size_t)bnb_nelements(node->src[0]) * 2, 256);
+        return wbytes + bnb_cuda_mul_mat_scratch_size(&fnode);
+    }
+    return 0;
+}
+
+extern "C" bnb_status bnb_cuda_mul_mat_quant(bnb_cuda_ctx *c, bnb_tensor *node) {
+    const bnb_tensor *a = node->src[0], *b = node->src[1];
+    const int64_t K = a->ne[0], M = a->ne[1];
+    qparts p = qparts_of(a);
+    if (p.mode != 0) {
+        bnb_status s = q4_tables(c);
+        if (s != BNB_OK) return s;
+    }
+    if (gemv_ok(node)) {
+        const int N = (int)bnb_nrows(b), warps = 8;
+        const int64_t ldb = (int64_t)(b->nb[1] / bnb_type_size(b->type));
+        const int grid = (int)((M + warps - 1) / warps);
+        switch (b->type) {
+        case BNB_TYPE_F32:
+            k_gemv_q<float><<<grid, warps * 32, 0, c->stream>>>(p, (const float *)b->data, ldb, (float *)node->data,
+                                                                (int)K, (int)M, N);
+            break;
+        case BNB_TYPE_F16:
+            k_gemv_q<__half><<<grid, warps * 32, 0, c->stream>>>(p, (const __half *)b->data, ldb, (float *)node->data,
+                                                                 (int)K, (int)M, N);
+            break;
+        default:
+            k_gemv_q<__nv_bfloat16><<<grid, warps * 32, 0, c->stream>>>(p, (const __nv_bfloat16 *)b->data, ldb,
+                                                                        (float *)node->data, (int)K, (int)M, N);
+            break;
+        }
+        BNB_CUDA_CHECK_LAUNCH("bnb_mul_mat (quantized GEMV)");
+        return BNB_OK;
+    }
+    /* many rows: dequantize the weight to 16-bit in scratch, then cuBLASLt */
+    const size_t wbytes = BNB_PAD((size_t)bnb_nelements(a) * 2, 256);
+    bnb_tensor fa, fnode;
+    dequant_view(node, &fa, &fnode, c->scratch);
+    if (c->scratch_size < wbytes)
+        return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_mul_mat (quantized a): scratch of %zu bytes missing", wbytes);
+    bnb_status s = launch_dequantize(c, a, c->scratch, fa.type);
+    if (s != BNB_OK) return s;
+    bnb_cuda_ctx c2 = *c;
+    c2.scratch = (char *)c->scratch + wbytes;
+    c2.scratch_size = c->scratch_size - wbytes;
+    return bnb_cuda_mul_mat(&c2, &fnode);
+}
