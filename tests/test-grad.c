@@ -548,6 +548,55 @@ out:
     bnb_context_free(ctx);
 }
 
+/* QLoRA shape: a frozen NF4 weight W (not differentiable) in front of a trainable input: dx = Wᵀ dy with W
+ * dequantized. The loss is linear in x, so the exact gradient is known: dx[n][k] = sum_m W[m][k] r[n][m]. */
+static void test_quantized_weight(bnb_backend *be) {
+    const char *bn = bnb_backend_name(be);
+    enum { K = 128, M = 8, N = 5 };
+    bnb_context *ctx = new_ctx();
+    bnb_quant_params qp = {.block = 64, .map = BNB_QMAP_NF4, .nested = 0, .threshold = 0.f};
+    bnb_tensor *w = bnb_new_tensor_quant(ctx, BNB_TYPE_Q4_NF4, 2, (int64_t[]){K, M}, qp);
+    bnb_tensor *x = bnb_set_param(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, K, N));
+    bnb_tensor *r = bnb_new_tensor_2d(ctx, BNB_TYPE_F32, M, N);
+    bnb_tensor *loss = w && x && r ? bnb_sum(ctx, bnb_mul(ctx, bnb_mul_mat(ctx, w, x), r)) : NULL;
+    bnb_graph *g = bnb_graph_new(ctx, 0);
+    bnb_buffer *buf = NULL;
+    float *wh = tc_malloc(K * M * sizeof(float)), *xh = tc_malloc(K * N * sizeof(float)), rh[M * N],
+          *gh = tc_malloc(K * N * sizeof(float));
+    tc_rng rng;
+    tc_rng_seed(&rng, 4);
+    if (!tc_require(loss && bnb_graph_build(g, loss) == BNB_OK, "nf4 weight [%s]: build: %s", bn, bnb_last_error()))
+        goto out;
+    if (!tc_check(bnb_graph_backward(ctx, g, loss) == BNB_OK, "nf4 weight [%s]: backward: %s", bn, bnb_last_error()))
+        goto out;
+    buf = bnb_backend_alloc_tensors(be, ctx);
+    tc_fill_signed(&rng, wh, K * M, 0.2f, 1.5f);
+    tc_fill_signed(&rng, xh, K * N, 0.2f, 1.5f);
+    tc_fill_signed(&rng, rh, M * N, 0.5f, 1.5f);
+    bool ok = buf && bnb_tensor_set_f32(w, wh, K * M) == BNB_OK && bnb_tensor_get_f32(w, wh, K * M) == BNB_OK &&
+              bnb_tensor_set_f32(x, xh, K * N) == BNB_OK && bnb_tensor_set_f32(r, rh, M * N) == BNB_OK;
+    if (!tc_require(ok, "nf4 weight [%s]: upload: %s", bn, bnb_last_error())) goto out;
+    if (!tc_check(bnb_graph_compute(be, g) == BNB_OK, "nf4 weight [%s]: compute: %s", bn, bnb_last_error())) goto out;
+    bnb_tensor_get_f32(x->grad, gh, K * N);
+    double err = 0, scale = 0, want[K * N];
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double s = 0;
+            for (int m = 0; m < M; m++) s += (double)wh[m * K + k] * rh[n * M + m];
+            want[n * K + k] = s;
+            scale = fmax(scale, fabs(s));
+        }
+    for (int e = 0; e < K * N; e++) err = fmax(err, fabs(gh[e] - want[e]));
+    tc_check(err <= 1e-5 * scale, "nf4 weight [%s]: d loss / d x through a frozen NF4 weight (max error %.3g)", bn,
+             err / scale);
+out:
+    free(wh);
+    free(xh);
+    free(gh);
+    if (buf) bnb_buffer_free(buf);
+    bnb_context_free(ctx);
+}
+
 static void test_errors(void) {
     bnb_context *ctx = new_ctx();
     bnb_tensor *p = bnb_set_param(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, 4, 3));
@@ -663,6 +712,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) run_case(bl.be[b], &g_cases[i]);
         test_accumulate(bl.be[b]);
         test_cast(bl.be[b]);
+        test_quantized_weight(bl.be[b]);
     }
     tc_close_backends(&bl);
     return tc_summary("test-grad");

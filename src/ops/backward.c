@@ -232,8 +232,12 @@ static bnb_status mul_mat_backward(bnb_backward_ctx *bc, bnb_tensor *node, bnb_t
     bnb_tensor *a = node->src[0], *b = node->src[1];
     if (gy->nb[0] != sizeof(float)) gy = bnb_cont(ctx, gy);
     if (!gy) return bnb_last_status();
-    if (NEED(b)) /* gb[n][k] = sum_m gy[n][m] a[m][k] */
-        ADD(b, bnb_mul_mat(ctx, bnb_cont(ctx, bnb_transpose(ctx, a)), gy));
+    if (NEED(b)) { /* gb[n][k] = sum_m gy[n][m] a[m][k] */
+        bnb_tensor *af = a; /* a frozen quantized weight (QLoRA) is dequantized to be transposed */
+        if (a->type == BNB_TYPE_Q8_BLOCK) af = bnb_dequantize_blockwise(ctx, a, BNB_TYPE_F32);
+        else if (a->type == BNB_TYPE_Q4_NF4 || a->type == BNB_TYPE_Q4_FP4) af = bnb_dequantize_4bit(ctx, a, BNB_TYPE_F32);
+        ADD(b, bnb_mul_mat(ctx, bnb_cont(ctx, bnb_transpose(ctx, af)), gy));
+    }
     if (!NEED(a)) return BNB_OK;
     const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1], B2 = b->ne[2], B3 = b->ne[3];
     if (a->ne[2] == 1 && a->ne[3] == 1) {
