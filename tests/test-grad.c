@@ -699,6 +699,8 @@ static const tcase g_cases[] = {
      .f0 = 10000.f, .i0 = 64, .i1 = 2},
     {.name = "big_cross_entropy", .op = C_CROSS_ENTROPY, .n_in = 1, .ne = {S(500, 40, 1, 1)}, .n_ival = 40,
      .idx_mod = 500},
+    {.name = "big_rms_norm_f16_long_rows", .op = C_RMS_NORM, .n_in = 1, .ne = {S(5000, 2, 1, 1)}, .f0 = 1e-5f,
+     .type0 = BNB_TYPE_F16, .tol = 1e-4},
     {.name = "mlp_cross_entropy", .op = C_MLP, .n_in = 5, .ne = {S(6, 5, 1, 1), S(6, 8, 1, 1), S(8, 1, 1, 1), S(8, 4, 1, 1), S(4, 1, 1, 1)},
      .no_grad = 1, .n_ival = 5, .ival = {1, 0, 3, 3, 2}},
 };

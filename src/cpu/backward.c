@@ -18,12 +18,9 @@ static inline const char *row_ptr(const bnb_tensor *t, int64_t r) {
     return (const char *)t->data + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
 }
 
-/* Load row r of t (ne[0] elements) as F32 into buf, or point straight at it when it is unit-stride F32. */
-static inline const float *load_row(const bnb_tensor *t, int64_t r, float *buf) {
-    const char *p = row_ptr(t, r);
-    if (t->type == BNB_TYPE_F32 && t->nb[0] == sizeof(float)) return (const float *)p;
-    for (int64_t i = 0; i < t->ne[0]; i++) buf[i] = bnb_cpu_load(p + i * t->nb[0], t->type);
-    return buf;
+/* Element i of a row starting at p (any float type, any stride). */
+static inline float ld(const bnb_tensor *t, const char *p, int64_t i) {
+    return t->type == BNB_TYPE_F32 ? *(const float *)(p + i * t->nb[0]) : bnb_cpu_load(p + i * t->nb[0], t->type);
 }
 
 static inline bool f32_rows(const bnb_tensor *t) { return t->type == BNB_TYPE_F32 && t->nb[0] == sizeof(float); }
@@ -274,23 +271,17 @@ static bnb_status view_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
 
 /* ================================================================================================ row-wise nn */
 
-/* Row-wise kernels need two rows of scratch when sources are not unit-stride F32: on the stack up to this size. */
-#define ROW_STACK 4096
-
 static bnb_status softmax_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *gy = node->src[0], *yt = node->src[1];
     const float scale = bnb_get_op_f32(node, 0);
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-    if (ne0 > ROW_STACK && (!f32_rows(gy) || !f32_rows(yt)))
-        return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu softmax_back: rows of %lld non-f32 elements", (long long)ne0);
 #pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
-        float b1[ROW_STACK], b2[ROW_STACK];
-        const float *g = load_row(gy, r, b1), *y = load_row(yt, r, b2);
+        const char *g = row_ptr(gy, r), *y = row_ptr(yt, r);
         double dot = 0;
-        for (int64_t i = 0; i < ne0; i++) dot += (double)g[i] * y[i];
+        for (int64_t i = 0; i < ne0; i++) dot += (double)ld(gy, g, i) * ld(yt, y, i);
         float *o = (float *)node->data + r * ne0;
-        for (int64_t i = 0; i < ne0; i++) o[i] = scale * y[i] * (g[i] - (float)dot);
+        for (int64_t i = 0; i < ne0; i++) o[i] = scale * ld(yt, y, i) * (ld(gy, g, i) - (float)dot);
     }
     return BNB_OK;
 }
@@ -302,27 +293,25 @@ static bnb_status norm_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool layer = node->op == BNB_OP_LAYER_NORM_BACK;
     const double eps = bnb_get_op_f32(node, 0);
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-    if (ne0 > ROW_STACK && (!f32_rows(gy) || !f32_rows(xt)))
-        return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu norm_back: rows of %lld non-f32 elements", (long long)ne0);
 #pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
-        float b1[ROW_STACK], b2[ROW_STACK];
-        const float *g = load_row(gy, r, b1), *x = load_row(xt, r, b2);
+        const char *g = row_ptr(gy, r), *x = row_ptr(xt, r);
         double mu = 0, ss = 0;
         if (layer) {
-            for (int64_t i = 0; i < ne0; i++) mu += x[i];
+            for (int64_t i = 0; i < ne0; i++) mu += ld(xt, x, i);
             mu /= (double)ne0;
         }
-        for (int64_t i = 0; i < ne0; i++) ss += (x[i] - mu) * (x[i] - mu);
+        for (int64_t i = 0; i < ne0; i++) ss += (ld(xt, x, i) - mu) * (ld(xt, x, i) - mu);
         const double rs = 1.0 / sqrt(ss / (double)ne0 + eps);
         double sg = 0, sgy = 0;
         for (int64_t i = 0; i < ne0; i++) {
-            sg += g[i];
-            sgy += g[i] * (x[i] - mu) * rs;
+            const double gi = ld(gy, g, i);
+            sg += gi;
+            sgy += gi * (ld(xt, x, i) - mu) * rs;
         }
         const double mg = layer ? sg / (double)ne0 : 0.0, mgy = sgy / (double)ne0;
         float *o = (float *)node->data + r * ne0;
-        for (int64_t i = 0; i < ne0; i++) o[i] = (float)(rs * (g[i] - mg - (x[i] - mu) * rs * mgy));
+        for (int64_t i = 0; i < ne0; i++) o[i] = (float)(rs * (ld(gy, g, i) - mg - (ld(xt, x, i) - mu) * rs * mgy));
     }
     return BNB_OK;
 }
@@ -357,8 +346,6 @@ static bnb_status rope_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
 static bnb_status cross_entropy_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *gy = node->src[0], *lg = node->src[1], *tg = node->src[2];
     const int64_t V = node->ne[0], nrows = bnb_nrows(node);
-    if (V > ROW_STACK && !f32_rows(lg))
-        return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu cross_entropy_back: rows of %lld non-f32 logits", (long long)V);
     const float scale = bnb_cpu_load(gy->data, gy->type) / (float)nrows;
     int bad = 0;
 #pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static) reduction(| : bad)
@@ -373,14 +360,13 @@ static bnb_status cross_entropy_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
             bad = 1;
             continue;
         }
-        float buf[ROW_STACK];
-        const float *x = load_row(lg, r, buf);
+        const char *x = row_ptr(lg, r);
         float m = -INFINITY;
-        for (int64_t i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+        for (int64_t i = 0; i < V; i++) m = ld(lg, x, i) > m ? ld(lg, x, i) : m;
         double sum = 0;
-        for (int64_t i = 0; i < V; i++) sum += exp((double)x[i] - m);
+        for (int64_t i = 0; i < V; i++) sum += exp((double)ld(lg, x, i) - m);
         const double inv = 1.0 / sum;
-        for (int64_t i = 0; i < V; i++) o[i] = scale * (float)(exp((double)x[i] - m) * inv);
+        for (int64_t i = 0; i < V; i++) o[i] = scale * (float)(exp((double)ld(lg, x, i) - m) * inv);
         o[k] -= scale;
     }
     if (bad) return bnb_fail(BNB_ERR_INVALID_ARG, "cpu cross_entropy_back: a target is outside [0, %lld)", (long long)V);
