@@ -86,6 +86,7 @@ static bool cpu_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_MATMUL_INT8:
     case BNB_OP_INT8_DEQUANTIZE:
     case BNB_OP_CROSS_ENTROPY: return true;
+    case BNB_OP_CPY: return true; /* src/cpu/cpy.c */
     case BNB_OP_FILL: case BNB_OP_REPEAT: case BNB_OP_SUM_TO: case BNB_OP_ACC_GRAD: case BNB_OP_UNARY_BACK:
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
@@ -159,6 +160,7 @@ static bnb_status cpu_compute_node(const bnb_cpu_ctx *c, bnb_tensor *t) {
     case BNB_OP_INT8_VECTORWISE_QUANT: return bnb_cpu_int8_vectorwise_quant(c, t);
     case BNB_OP_MATMUL_INT8: return bnb_cpu_matmul_int8(c, t);
     case BNB_OP_INT8_DEQUANTIZE: return bnb_cpu_int8_dequantize(c, t);
+    case BNB_OP_CPY: return bnb_cpu_cpy(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cpu backend: %s is not implemented", bnb_op_name(t->op));
     }
 }

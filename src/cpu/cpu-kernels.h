@@ -64,5 +64,7 @@ bnb_status bnb_cpu_int8_vectorwise_quant(const bnb_cpu_ctx *c, bnb_tensor *node)
 bnb_status bnb_cpu_matmul_int8(const bnb_cpu_ctx *c, bnb_tensor *node);
 bnb_status bnb_cpu_int8_dequantize(const bnb_cpu_ctx *c, bnb_tensor *node);
 size_t bnb_cpu_int8_work_size(const bnb_tensor *node, int n_threads);
+/* src/cpu/cpy.c: CPY (copy into an existing tensor / view) */
+bnb_status bnb_cpu_cpy(const bnb_cpu_ctx *c, bnb_tensor *node);
 
 #endif

@@ -25,6 +25,7 @@ static const char *const g_op_names[BNB_OP_COUNT] = {
     [BNB_OP_VIEW_BACK] = "bnb_view_back", [BNB_OP_SOFTMAX_BACK] = "bnb_softmax_back",
     [BNB_OP_RMS_NORM_BACK] = "bnb_rms_norm_back", [BNB_OP_LAYER_NORM_BACK] = "bnb_layer_norm_back",
     [BNB_OP_ROPE_BACK] = "bnb_rope_back", [BNB_OP_CROSS_ENTROPY_BACK] = "bnb_cross_entropy_back",
+    [BNB_OP_CPY] = "bnb_cpy",
 };
 
 const char *bnb_op_name(bnb_op op) {
