@@ -188,6 +188,9 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cuda_backward_supports(t); /* autodiff: backward.cu */
+    case BNB_OP_OPTIMIZER_UPDATE:
+    case BNB_OP_OPTIMIZER_GNORM:
+    case BNB_OP_OPTIMIZER_CLIP: return bnb_cuda_optimizer_supports(t); /* optim.cu */
     case BNB_OP_CPY: return bnb_type_is_plain(t->type) && bnb_type_is_plain(t->src[0]->type); /* cpy.cu */
     case BNB_OP_QUANTIZE_BLOCKWISE:
     case BNB_OP_QUANTIZE_4BIT: return bnb_type_is_float(t->src[0]->type); /* quant.cu */
@@ -255,6 +258,9 @@ static bnb_status cuda_compute_node(bnb_cuda_ctx *c, bnb_tensor *t) {
     case BNB_OP_MAX_ROWS_BACK: case BNB_OP_GET_ROWS_BACK: case BNB_OP_VIEW_BACK: case BNB_OP_SOFTMAX_BACK:
     case BNB_OP_RMS_NORM_BACK: case BNB_OP_LAYER_NORM_BACK: case BNB_OP_ROPE_BACK:
     case BNB_OP_CROSS_ENTROPY_BACK: return bnb_cuda_backward(c, t); /* autodiff: backward.cu */
+    case BNB_OP_OPTIMIZER_UPDATE:
+    case BNB_OP_OPTIMIZER_GNORM:
+    case BNB_OP_OPTIMIZER_CLIP: return bnb_cuda_optimizer(c, t); /* optim.cu */
     case BNB_OP_CPY: return bnb_cuda_cpy(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cuda backend: %s is not implemented", bnb_op_name(t->op));
     }

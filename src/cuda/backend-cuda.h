@@ -90,6 +90,9 @@ size_t bnb_cuda_cross_entropy_scratch_size(const bnb_tensor *node);
 /* backward.cu: the autodiff ops FILL REPEAT SUM_TO ACC_GRAD UNARY_BACK MAX_ROWS_BACK GET_ROWS_BACK VIEW_BACK
  * SOFTMAX_BACK RMS_NORM_BACK LAYER_NORM_BACK ROPE_BACK CROSS_ENTROPY_BACK */
 bool bnb_cuda_backward_supports(const bnb_tensor *node);
+/* optim.cu: OPTIMIZER_UPDATE (multi-tensor groups) OPTIMIZER_GNORM OPTIMIZER_CLIP */
+bnb_status bnb_cuda_optimizer(bnb_cuda_ctx *c, bnb_tensor *node);
+bool bnb_cuda_optimizer_supports(const bnb_tensor *node);
 bnb_status bnb_cuda_backward(bnb_cuda_ctx *c, bnb_tensor *node);
 
 #ifdef __cplusplus

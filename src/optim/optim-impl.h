@@ -19,6 +19,12 @@
 extern "C" {
 #endif
 
+#ifdef __CUDACC__
+#define BNB_OPTIM_HD __host__ __device__ /* helpers shared with the CUDA kernels */
+#else
+#define BNB_OPTIM_HD
+#endif
+
 #define BNB_OPTIM_BLOCK 256      /* 8-bit state block */
 #define BNB_OPTIM_HYPER_N 16     /* floats in a hyper tensor */
 #define BNB_OPTIM_HISTORY_N 100  /* percentile-clipping ring buffer */
@@ -71,7 +77,7 @@ bnb_tensor *bnb_optimizer_pclip_op(bnb_context *ctx, bnb_tensor *grad, bnb_tenso
                                    int percentile, bnb_tensor *extra_scale);
 bnb_tensor *bnb_optimizer_gclip_op(bnb_context *ctx, bnb_tensor *total_sqnorm, float max_norm);
 
-static inline int bnb_optim_n_states(bnb_optim_type t) {
+static inline BNB_OPTIM_HD int bnb_optim_n_states(bnb_optim_type t) {
     switch (t) {
     case BNB_OPTIM_ADAM:
     case BNB_OPTIM_ADAMW:
@@ -81,15 +87,15 @@ static inline int bnb_optim_n_states(bnb_optim_type t) {
     }
 }
 /* Whether state 0 of type t is a second moment (unsigned map). */
-static inline bool bnb_optim_state1_unsigned(bnb_optim_type t) {
+static inline BNB_OPTIM_HD bool bnb_optim_state1_unsigned(bnb_optim_type t) {
     return t == BNB_OPTIM_RMSPROP || t == BNB_OPTIM_ADAGRAD;
 }
-static inline bool bnb_optim_uses_unorm(bnb_optim_type t) { return t == BNB_OPTIM_LAMB || t == BNB_OPTIM_LARS; }
-static inline int64_t bnb_optim_npad(int64_t n) { return (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK * BNB_OPTIM_BLOCK; }
+static inline BNB_OPTIM_HD bool bnb_optim_uses_unorm(bnb_optim_type t) { return t == BNB_OPTIM_LAMB || t == BNB_OPTIM_LARS; }
+static inline BNB_OPTIM_HD int64_t bnb_optim_npad(int64_t n) { return (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK * BNB_OPTIM_BLOCK; }
 
 /* OPT8 storage parts (see bnb_type in bnb.h): codes at 0, absmax at pad16(n), map after the absmax. */
-static inline size_t bnb_opt8_absmax_offset(int64_t n) { return BNB_PAD((size_t)n, 16); }
-static inline size_t bnb_opt8_map_offset(int64_t n) {
+static inline BNB_OPTIM_HD size_t bnb_opt8_absmax_offset(int64_t n) { return BNB_PAD((size_t)n, 16); }
+static inline BNB_OPTIM_HD size_t bnb_opt8_map_offset(int64_t n) {
     int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
     return BNB_PAD((size_t)n, 16) + BNB_PAD((size_t)nblk * 4, 16);
 }
@@ -97,7 +103,7 @@ static inline size_t bnb_opt8_map_offset(int64_t n) {
 /* Nearest code of y in a sorted 256-entry map (bitsandbytes' search: 7 halving steps from 127, then the nearer
  * neighbour by the midpoint, ties toward the pivot), then the sign rule of the 8-bit optimizers: a nonzero value
  * never gets a code of the opposite sign (move one code toward it). `lo` is -1 for signed maps, 0 for unsigned. */
-static inline int bnb_optim_quantize_code(const float *map, float lo, float y, float value) {
+static inline BNB_OPTIM_HD int bnb_optim_quantize_code(const float *map, float lo, float y, float value) {
     int pivot = 127, lo_p = 0, hi_p = 255;
     float lov = lo, hiv = 1.0f, val = map[127];
     for (int step = 64; step > 0; step >>= 1) {
