@@ -20,6 +20,7 @@ mkdir -p "$OUT"
 # Append a line for each new GPU benchmark; print lines starting with "headline:" for the summary.
 BENCHES=(
   "bench-cuda-core"
+  "bench-quant"
 )
 
 export PATH=/usr/local/cuda/bin:$PATH

@@ -225,7 +225,7 @@ static double check_run(const char *what, const qrun *q, const float *x, int64_t
         bnb_quant_unnest_absmax(&L, q->raw, absmax);
     else
         memcpy(absmax, q->raw + L.absmax, (size_t)L.nblk * 4);
-    int64_t bad_absmax = 0, not_nearest = 0, ties = 0, bad_deq = 0;
+    int64_t bad_absmax = 0, not_nearest = 0, ties = 0, bad_deq = 0, not_search = 0;
     double max_err = 0;
     for (int64_t b = 0; b < L.nblk; b++) {
         int64_t s = b * block, e = BNB_MIN(n, s + block);
@@ -248,6 +248,7 @@ static double check_run(const char *what, const qrun *q, const float *x, int64_t
                 else not_nearest++;
             }
             if (q->deq[i] != vals[c] * absmax[b]) bad_deq++;
+            if (!L.four_bit && c != bnb_qsearch(map, y, 0.0f, false)) not_search++; /* the spec's search, exactly */
             if (am > 0) max_err = fmax(max_err, fabs((double)q->deq[i] - x[i]) / am);
         }
     }
@@ -255,6 +256,9 @@ static double check_run(const char *what, const qrun *q, const float *x, int64_t
     tc_check(not_nearest == 0, "%s: every code is a nearest map value (%lld not, %lld ties)", what,
              (long long)not_nearest, (long long)ties);
     tc_check(bad_deq == 0, "%s: dequantized = map[code] * absmax exactly (%lld differ)", what, (long long)bad_deq);
+    if (!L.four_bit)
+        tc_check(not_search == 0, "%s: codes equal the scalar bitsandbytes search (%lld differ)", what,
+                 (long long)not_search);
     free(absmax);
     return max_err;
 }
@@ -384,6 +388,12 @@ static void test_nested_and_user_map(void) {
                         BNB_QMAP_NF4, NULL, 64, true, false, 0);
     check_run("nf4 nested block 64", &q4, x, n, BNB_TYPE_Q4_NF4, 64, true, NULL);
     qrun_free(&q4);
+    /* a user map with repeated values (4-bit dynamic map padded with zeros to 256) */
+    float dup[256];
+    bnb_qmap_dynamic(dup, true, 2, 4);
+    qrun qd = run_quant(g_be, x, n, BNB_TYPE_F32, BNB_TYPE_Q8_BLOCK, BNB_QMAP_QUANTILE, dup, 128, false, false, 0);
+    check_run("q8 user map with repeated zeros block 128", &qd, x, n, BNB_TYPE_Q8_BLOCK, 128, false, dup);
+    qrun_free(&qd);
     /* a user map from data (quantile map) */
     float qmap[256];
     tc_check(bnb_qmap_quantile(qmap, x, n, 1.0f / 512.0f) == BNB_OK, "quantile map from data");

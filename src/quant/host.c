@@ -74,37 +74,87 @@ static float block_absmax(const float *x, int64_t len, bool *finite) {
 
 /* ---------------------------------------------------------------- 8-bit codes of one block */
 #ifdef BNB_Q_AVX512
-/* bnb_qsearch (non-stochastic) on 16 lanes. */
-static inline __m128i qsearch16(const float *code, __m512 y) {
-    __m512i pivot = _mm512_set1_epi32(127), upper_p = _mm512_set1_epi32(255), lower_p = _mm512_setzero_si512();
-    __m512 lower = _mm512_set1_ps(-1.0f), upper = _mm512_set1_ps(1.0f);
-    __m512 val = _mm512_set1_ps(code[127]);
-    for (int step = 64; step > 0; step >>= 1) {
-        __mmask16 gt = _mm512_cmp_ps_mask(y, val, _CMP_GT_OQ);
-        lower_p = _mm512_mask_mov_epi32(lower_p, gt, pivot);
-        lower = _mm512_mask_mov_ps(lower, gt, val);
-        upper_p = _mm512_mask_mov_epi32(upper_p, (__mmask16)~gt, pivot);
-        upper = _mm512_mask_mov_ps(upper, (__mmask16)~gt, val);
-        __m512i s = _mm512_set1_epi32(step);
-        pivot = _mm512_mask_add_epi32(_mm512_sub_epi32(pivot, s), gt, pivot, s);
-        val = _mm512_i32gather_ps(pivot, code, 4);
+/* bnb_qsearch (non-stochastic) on 16 lanes without gathers. The 7 halving steps walk an implicit tree whose pivot
+ * after s steps is fixed by the s comparison bits so far (idx), so each level is a register-table lookup
+ * (permutexvar / permutex2var) of that level's pivot values. The final pivot is p = 2 * idx (even), its bracketing
+ * pivots are p - 1 and p + 1 (index 0 and 255 at the ends, as in the scalar search), and the two midpoints the
+ * scalar code computes are tabulated per p with the same float operations. Exactly bnb_qsearch for any map. */
+typedef struct {
+    __m512 lvl[7][8]; /* level s: 2^s pivot values (padded to whole vectors) */
+    __m512 final_val[8];           /* code[2 idx]: the value at the final pivot */
+    __m512 mid_up[8], mid_dn[8];   /* (code[p+1] + code[p]) / 2, (code[p-1 or 0] + code[p]) / 2 */
+} qsearch_tables;
+
+static void qsearch_tables_init(qsearch_tables *T, const float *code) {
+    float buf[128];
+    for (int s = 0; s < 7; s++) {
+        const int cnt = 1 << s;
+        for (int b = 0; b < cnt; b++) { /* pivot reached by the bits of b (MSB first: 1 = went up) */
+            int pivot = 127;
+            for (int t = 0; t < s; t++) pivot += ((b >> (s - 1 - t)) & 1) ? (64 >> t) : -(64 >> t);
+            buf[b] = code[pivot];
+        }
+        for (int v = 0; v < 8; v++) {
+            float tmp[16] = {0};
+            for (int j = 0; j < 16 && v * 16 + j < cnt; j++) tmp[j] = buf[v * 16 + j];
+            T->lvl[s][v] = _mm512_loadu_ps(tmp);
+        }
     }
-    upper = _mm512_mask_mov_ps(upper, _mm512_cmpeq_epi32_mask(upper_p, _mm512_set1_epi32(255)),
-                               _mm512_set1_ps(code[255]));
-    lower = _mm512_mask_mov_ps(lower, _mm512_cmpeq_epi32_mask(lower_p, _mm512_setzero_si512()),
-                               _mm512_set1_ps(code[0]));
-    const __m512 half = _mm512_set1_ps(0.5f);
-    __mmask16 gt = _mm512_cmp_ps_mask(y, val, _CMP_GT_OQ);
-    __mmask16 up = gt & _mm512_cmp_ps_mask(y, _mm512_mul_ps(_mm512_add_ps(upper, val), half), _CMP_GT_OQ);
-    __mmask16 dn = (__mmask16)~gt & _mm512_cmp_ps_mask(y, _mm512_mul_ps(_mm512_add_ps(lower, val), half), _CMP_LT_OQ);
-    __m512i r = _mm512_mask_mov_epi32(pivot, up, upper_p);
-    r = _mm512_mask_mov_epi32(r, dn, lower_p);
-    return _mm512_cvtepi32_epi8(r);
+    float up[128], dn[128];
+    for (int i = 0; i < 128; i++) {
+        const int p = 2 * i;
+        const float val = code[p], upper = code[p + 1], lower = p > 0 ? code[p - 1] : code[0];
+        up[i] = (upper + val) * 0.5f;
+        dn[i] = (lower + val) * 0.5f;
+    }
+    for (int i = 0; i < 128; i++) buf[i] = code[2 * i];
+    for (int v = 0; v < 8; v++) {
+        T->final_val[v] = _mm512_loadu_ps(buf + 16 * v);
+        T->mid_up[v] = _mm512_loadu_ps(up + 16 * v);
+        T->mid_dn[v] = _mm512_loadu_ps(dn + 16 * v);
+    }
+}
+
+/* t[idx] for a 128-entry table held in 8 vectors, idx in 0..127 */
+static inline __m512 lookup128(const __m512 t[8], __m512i idx) {
+    __m512 a = _mm512_permutex2var_ps(t[0], idx, t[1]), b = _mm512_permutex2var_ps(t[2], idx, t[3]);
+    __m512 c = _mm512_permutex2var_ps(t[4], idx, t[5]), d = _mm512_permutex2var_ps(t[6], idx, t[7]);
+    __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+    __mmask16 b6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
+    return _mm512_mask_blend_ps(b6, _mm512_mask_blend_ps(b5, a, b), _mm512_mask_blend_ps(b5, c, d));
+}
+
+static inline __m128i qsearch16(const qsearch_tables *T, __m512 y) {
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i idx = _mm512_setzero_si512();
+    __m512 val = _mm512_permutexvar_ps(idx, T->lvl[0][0]); /* code[127] in every lane */
+    for (int s = 0; s < 7; s++) {
+        __mmask16 gt = _mm512_cmp_ps_mask(y, val, _CMP_GT_OQ);
+        idx = _mm512_mask_add_epi32(_mm512_add_epi32(idx, idx), gt, _mm512_add_epi32(idx, idx), one);
+        if (s + 1 < 5) {
+            val = _mm512_permutexvar_ps(idx, T->lvl[s + 1][0]);
+        } else if (s + 1 == 5) {
+            val = _mm512_permutex2var_ps(T->lvl[5][0], idx, T->lvl[5][1]);
+        } else if (s + 1 == 6) {
+            __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+            val = _mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(T->lvl[6][0], idx, T->lvl[6][1]),
+                                       _mm512_permutex2var_ps(T->lvl[6][2], idx, T->lvl[6][3]));
+        }
+    }
+    /* idx: 7 bits, final pivot p = 2 idx */
+    const __m512 fval = lookup128(T->final_val, idx);
+    const __mmask16 gt = _mm512_cmp_ps_mask(y, fval, _CMP_GT_OQ);
+    const __mmask16 up = gt & _mm512_cmp_ps_mask(y, lookup128(T->mid_up, idx), _CMP_GT_OQ);
+    const __mmask16 dn = (__mmask16)~gt & _mm512_cmp_ps_mask(y, lookup128(T->mid_dn, idx), _CMP_LT_OQ);
+    __m512i p = _mm512_add_epi32(idx, idx);
+    p = _mm512_mask_add_epi32(p, up, p, one);
+    p = _mm512_mask_sub_epi32(p, dn & _mm512_cmpgt_epi32_mask(p, _mm512_setzero_si512()), p, one);
+    return _mm512_cvtepi32_epi8(p);
 }
 #endif
 
-static void codes8_block(const float *map, const float *x, int64_t len, float inv, uint8_t *out, bool stochastic,
-                         uint32_t seed, int64_t start) {
+static void codes8_block(const float *map, const void *tables, const float *x, int64_t len, float inv, uint8_t *out,
+                         bool stochastic, uint32_t seed, int64_t start) {
     int64_t i = 0;
     if (stochastic) {
         for (; i < len; i++) out[i] = (uint8_t)bnb_qsearch(map, x[i] * inv, bnb_qrand(seed, start + i), true);
@@ -113,7 +163,10 @@ static void codes8_block(const float *map, const float *x, int64_t len, float in
 #ifdef BNB_Q_AVX512
     const __m512 vinv = _mm512_set1_ps(inv);
     for (; i + 16 <= len; i += 16)
-        _mm_storeu_si128((__m128i *)(out + i), qsearch16(map, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)));
+        _mm_storeu_si128((__m128i *)(out + i),
+                         qsearch16((const qsearch_tables *)tables, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)));
+#else
+    (void)tables;
 #endif
     for (; i < len; i++) out[i] = (uint8_t)bnb_qsearch(map, x[i] * inv, 0.0f, false);
 }
@@ -228,6 +281,14 @@ bnb_status bnb_quant_host_quantize(const bnb_quant_layout *L, bnb_type qtype, co
     }
     const bool nf4 = qtype == BNB_TYPE_Q4_NF4;
     int64_t bad_block = INT64_MAX;
+    const void *tables = NULL;
+#ifdef BNB_Q_AVX512
+    qsearch_tables qt; /* ~2.3 KB of register tables of this map */
+    if (!L->four_bit) {
+        qsearch_tables_init(&qt, map);
+        tables = &qt;
+    }
+#endif
     const int nt = threads_or_default(n_threads);
 #pragma omp parallel num_threads(nt) if (nblk > 1)
     {
@@ -248,7 +309,7 @@ bnb_status bnb_quant_host_quantize(const bnb_quant_layout *L, bnb_type qtype, co
             if (L->four_bit)
                 codes4_block(nf4, x, len, inv, st + L->codes + start / 2);
             else
-                codes8_block(map, x, len, inv, st + L->codes + start, stochastic, seed, start);
+                codes8_block(map, tables, x, len, inv, st + L->codes + start, stochastic, seed, start);
         }
 #pragma omp critical(bnb_quant_bad)
         if (my_bad < bad_block) bad_block = my_bad;
