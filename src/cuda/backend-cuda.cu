@@ -192,6 +192,9 @@ static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     case BNB_OP_OPTIMIZER_GNORM:
     case BNB_OP_OPTIMIZER_CLIP: return bnb_cuda_optimizer_supports(t); /* optim.cu */
     case BNB_OP_CPY: return bnb_type_is_plain(t->type) && bnb_type_is_plain(t->src[0]->type); /* cpy.cu */
+    case BNB_OP_INT8_VECTORWISE_QUANT:
+    case BNB_OP_MATMUL_INT8:
+    case BNB_OP_INT8_DEQUANTIZE: return bnb_cuda_int8_supports(t); /* int8.cu */
     case BNB_OP_QUANTIZE_BLOCKWISE:
     case BNB_OP_QUANTIZE_4BIT: return bnb_type_is_float(t->src[0]->type); /* quant.cu */
     case BNB_OP_DEQUANTIZE_BLOCKWISE:
@@ -206,6 +209,8 @@ extern "C" size_t bnb_cuda_scratch_size(const bnb_tensor *node) {
     case BNB_OP_SUM: return bnb_cuda_reduce_scratch_size(node);
     case BNB_OP_MUL_MAT: return bnb_cuda_mul_mat_scratch_size(node);
     case BNB_OP_CROSS_ENTROPY: return bnb_cuda_cross_entropy_scratch_size(node);
+    case BNB_OP_INT8_VECTORWISE_QUANT:
+    case BNB_OP_MATMUL_INT8: return bnb_cuda_int8_scratch_size(node); /* int8.cu */
     default: return 0;
     }
 }
@@ -262,6 +267,9 @@ static bnb_status cuda_compute_node(bnb_cuda_ctx *c, bnb_tensor *t) {
     case BNB_OP_OPTIMIZER_GNORM:
     case BNB_OP_OPTIMIZER_CLIP: return bnb_cuda_optimizer(c, t); /* optim.cu */
     case BNB_OP_CPY: return bnb_cuda_cpy(c, t);
+    case BNB_OP_INT8_VECTORWISE_QUANT: return bnb_cuda_int8_vectorwise_quant(c, t); /* int8.cu */
+    case BNB_OP_MATMUL_INT8: return bnb_cuda_matmul_int8(c, t);
+    case BNB_OP_INT8_DEQUANTIZE: return bnb_cuda_int8_dequantize(c, t);
     default: return bnb_fail(BNB_ERR_UNSUPPORTED, "cuda backend: %s is not implemented", bnb_op_name(t->op));
     }
 }

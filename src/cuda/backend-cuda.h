@@ -87,6 +87,12 @@ bnb_status bnb_cuda_norm(bnb_cuda_ctx *c, bnb_tensor *node); /* RMS_NORM and LAY
 bnb_status bnb_cuda_rope(bnb_cuda_ctx *c, bnb_tensor *node);
 bnb_status bnb_cuda_cross_entropy(bnb_cuda_ctx *c, bnb_tensor *node);
 size_t bnb_cuda_cross_entropy_scratch_size(const bnb_tensor *node);
+/* int8.cu: INT8_VECTORWISE_QUANT MATMUL_INT8 INT8_DEQUANTIZE (LLM.int8) */
+bnb_status bnb_cuda_int8_vectorwise_quant(bnb_cuda_ctx *c, bnb_tensor *node);
+bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node);
+bnb_status bnb_cuda_int8_dequantize(bnb_cuda_ctx *c, bnb_tensor *node);
+size_t bnb_cuda_int8_scratch_size(const bnb_tensor *node);
+bool bnb_cuda_int8_supports(const bnb_tensor *node);
 /* backward.cu: the autodiff ops FILL REPEAT SUM_TO ACC_GRAD UNARY_BACK MAX_ROWS_BACK GET_ROWS_BACK VIEW_BACK
  * SOFTMAX_BACK RMS_NORM_BACK LAYER_NORM_BACK ROPE_BACK CROSS_ENTROPY_BACK */
 bool bnb_cuda_backward_supports(const bnb_tensor *node);

@@ -1,0 +1,214 @@
+/* GPU part of bench-int8: bnb_matmul_int8 on the CUDA backend (x f16, threshold 6, 4 outlier columns; activation
+ * quantization, outlier detection, int8 GEMM and the fused epilogue all included; repeated computes replay a
+ * captured CUDA graph) vs an fp16 cuBLASLt GEMM of the same shape (f16 in/out, f32 accumulation), both timed with
+ * CUDA events on the same stream after warm-up, back to back. bitsandbytes' Linear8bitLt figures (H100, from the
+ * LLM.int8 issue) are printed beside. */
+#include "common.h"
+
+#include "bnb.h"
+#include "cuda/backend-cuda.h"
+
+#include <cublasLt.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+
+#define CK(call)                                                                                                      \
+    do {                                                                                                              \
+        cudaError_t e_ = (call);                                                                                      \
+        if (e_ != cudaSuccess) {                                                                                      \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                     \
+            return -1.0;                                                                                              \
+        }                                                                                                             \
+    } while (0)
+#define LK(call)                                                                                                      \
+    do {                                                                                                              \
+        cublasStatus_t s_ = (call);                                                                                   \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                            \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cublasLtGetStatusString(s_));               \
+            return -1.0;                                                                                              \
+        }                                                                                                             \
+    } while (0)
+
+static float urand(unsigned long long *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+}
+
+/* fp16 cuBLASLt GEMM y [T x O] = x [T x K] · W [O x K]ᵀ; returns ms per call (median of 3 runs of reps). */
+static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
+    cublasLtHandle_t lt;
+    LK(cublasLtCreate(&lt));
+    __half *x, *w, *y;
+    void *ws;
+    const size_t ws_size = 64u << 20;
+    CK(cudaMalloc(&x, (size_t)T * K * 2));
+    CK(cudaMalloc(&w, (size_t)O * K * 2));
+    CK(cudaMalloc(&y, (size_t)T * O * 2));
+    CK(cudaMalloc(&ws, ws_size));
+    CK(cudaMemsetAsync(x, 0x3c, (size_t)T * K * 2, stream)); /* ~1.0 */
+    CK(cudaMemsetAsync(w, 0x20, (size_t)O * K * 2, stream));
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulPreference_t pref;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    LK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, K, O, K));
+    LK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, T, K));
+    LK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, O, T, O));
+    LK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t wss = ws_size;
+    LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wss, sizeof wss));
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    LK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &res, &nres));
+    if (nres < 1) return -1.0;
+    const float alpha = 1.f, beta = 0.f;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 3; i++)
+        LK(cublasLtMatmul(lt, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, &res.algo, ws, ws_size, stream));
+    double runs[3];
+    for (int r = 0; r < 3; r++) {
+        CK(cudaEventRecord(e0, stream));
+        for (int i = 0; i < reps; i++)
+            LK(cublasLtMatmul(lt, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, &res.algo, ws, ws_size, stream));
+        CK(cudaEventRecord(e1, stream));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        runs[r] = ms / reps;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    cublasLtDestroy(lt);
+    cudaFree(x), cudaFree(w), cudaFree(y), cudaFree(ws);
+    return bench_median(runs, 3);
+}
+
+/* bnb_matmul_int8 through a graph on the CUDA backend; ms per compute. */
+static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err) {
+    cudaStream_t stream = bnb_cuda_stream(be);
+    bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
+    bnb_tensor *x = bnb_new_tensor_2d(ctx, BNB_TYPE_F16, K, T);
+    bnb_tensor *w = bnb_int8_new_weight(ctx, K, O);
+    bnb_tensor *y = bnb_matmul_int8(ctx, x, w, 6.f, NULL);
+    bnb_graph *g = bnb_graph_new(ctx, 0);
+    if (!y || bnb_graph_build(g, y) != BNB_OK) return -1.0;
+    bnb_buffer *buf = bnb_backend_alloc_tensors(be, ctx);
+    if (!buf) return -1.0;
+    unsigned long long s = 0x9E3779B97F4A7C15ull + (unsigned long long)T * 131 + K;
+    float *xv = (float *)malloc((size_t)T * K * 4), *wv = (float *)malloc((size_t)O * K * 4);
+    if (!xv || !wv) return -1.0;
+    for (size_t i = 0; i < (size_t)T * K; i++) xv[i] = urand(&s) * 2.f;
+    for (int t = 0; t < T; t++) /* 4 outlier columns, as in LLM.int8 activations */
+        for (int j = 0; j < 4; j++)
+            if (t % 3 == 0) xv[(size_t)t * K + (j * 997 + 13) % K] = 8.f + 12.f * fabsf(urand(&s));
+    for (size_t i = 0; i < (size_t)O * K; i++) wv[i] = urand(&s) * 0.05f;
+    if (bnb_tensor_set_f32(x, xv, (int64_t)T * K) != BNB_OK ||
+        bnb_int8_set_from(w, BNB_TYPE_F32, wv, (int64_t)O * K) != BNB_OK)
+        return -1.0;
+    for (int i = 0; i < 3; i++)
+        if (bnb_graph_compute(be, g) != BNB_OK) {
+            fprintf(stderr, "int8 compute: %s\n", bnb_last_error());
+            return -1.0;
+        }
+    /* spot-check a few outputs against a float64 dot product of the f16-rounded inputs */
+    {
+        float *yv = (float *)malloc((size_t)T * O * 4);
+        double num = 0, den = 0;
+        if (yv && bnb_tensor_get_f32(y, yv, (int64_t)T * O) == BNB_OK) {
+            for (int i = 0; i < 64; i++) {
+                const int t = (int)(((unsigned)i * 2654435761u) % (unsigned)T), o = (int)(((unsigned)i * 40503u) % (unsigned)O);
+                double ref = 0;
+                for (int k = 0; k < K; k++)
+                    ref += (double)bnb_f16_to_f32(bnb_f32_to_f16(xv[(size_t)t * K + k])) * wv[(size_t)o * K + k];
+                num += (yv[(size_t)t * O + o] - ref) * (yv[(size_t)t * O + o] - ref);
+                den += ref * ref;
+            }
+        }
+        *rel_err = den > 0 ? sqrt(num / den) : INFINITY;
+        free(yv);
+    }
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    double runs[3];
+    for (int r = 0; r < 3; r++) {
+        CK(cudaEventRecord(e0, stream));
+        for (int i = 0; i < reps; i++)
+            if (bnb_graph_compute(be, g) != BNB_OK) return -1.0;
+        CK(cudaEventRecord(e1, stream));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        runs[r] = ms / reps;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    free(xv);
+    free(wv);
+    bnb_buffer_free(buf);
+    bnb_context_free(ctx);
+    return bench_median(runs, 3);
+}
+
+extern "C" int bench_int8_cuda(int quick, bench_json *js) {
+    struct {
+        int T, K, O;
+        double bnb_ms, bnb_ratio;
+    } shapes[5] = {{1, 4096, 4096, 0.452, 13.0},
+                   {16, 4096, 4096, 0.830, 16.0},
+                   {512, 4096, 16384, 1.126, 7.9},
+                   {4096, 4096, 16384, 1.865, 2.2},
+                   {4096, 8192, 8192, 1.729, 2.1}};
+    bnb_backend *be = bnb_backend_cuda_new(0);
+    if (!be) {
+        fprintf(stderr, "bnb_backend_cuda_new: %s\n", bnb_last_error());
+        return 1;
+    }
+    printf("\nCUDA: bnb_matmul_int8 (x f16, threshold 6, 4 outlier columns, all passes) vs fp16 cuBLASLt, CUDA events\n");
+    printf("%6s %6s %6s | %9s %9s %7s | %6s | %12s %10s | %8s\n", "tokens", "in", "out", "int8 ms", "fp16 ms",
+           "ratio", "goal", "bnb int8 ms", "bnb ratio", "rel err");
+    int n = quick ? 2 : 5;
+    for (int i = 0; i < n; i++) {
+        const int T = shapes[i].T, K = shapes[i].K, O = shapes[i].O;
+        const double flop = 2.0 * T * K * O;
+        const int reps = flop > 1e11 ? 20 : flop > 1e9 ? 50 : 200;
+        double err = 0;
+        const double m8 = time_int8(be, T, K, O, reps, &err);
+        const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, reps);
+        if (m8 < 0 || m16 < 0) {
+            fprintf(stderr, "shape %dx%dx%d failed\n", T, K, O);
+            bnb_backend_free(be);
+            return 1;
+        }
+        const double goal = T <= 16 ? 0.7 : T >= 4096 ? 0.8 : 1.0;
+        printf("%6d %6d %6d | %9.4f %9.4f %6.2fx | %5.1fx | %12.3f %9.1fx | %8.2e%s\n", T, K, O, m8, m16, m8 / m16, goal,
+               shapes[i].bnb_ms, shapes[i].bnb_ratio, err, m8 / m16 <= goal ? "" : "  (goal missed)");
+        bench_json_row_begin(js);
+        bench_json_str(js, "backend", "cuda");
+        bench_json_int(js, "tokens", T);
+        bench_json_int(js, "in", K);
+        bench_json_int(js, "out", O);
+        bench_json_num(js, "int8_ms", m8);
+        bench_json_num(js, "fp16_ms", m16);
+        bench_json_num(js, "ratio", m8 / m16);
+        bench_json_num(js, "goal_ratio", goal);
+        bench_json_num(js, "bnb_int8_ms", shapes[i].bnb_ms);
+        bench_json_num(js, "rel_err", err);
+        bench_json_row_end(js);
+    }
+    bnb_backend_free(be);
+    return 0;
+}
