@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* The transformer model: a tiny random Llama-style model built here, checked against a float64 forward written
  * plainly below; KV-cache decode vs prefill; f16 / int8 / nf4 weights vs f32; GGUF and Hugging Face (safetensors)
  * write -> read -> identical logits; bad input; CPU vs CUDA (--backend cuda). */
@@ -414,12 +415,154 @@ static void test_bad_input(bnb_backend *be) {
     bnb_model_free(m);
 }
 
+/* ---------------------------------------------------------------------------------------------- files */
+static char g_tmpdir[256];
+
+static bool eval_all(bnb_model *m, float *out) {
+    return tc_require(bnb_model_eval(m, g_tokens, NTOK, 0, true, out) == BNB_OK, "eval: %s", bnb_last_error());
+}
+
+/* save -> load -> logits. exact: bit-identical, else within 1e-5. */
+static void roundtrip(bnb_backend *be, const bnb_model_config *c, bnb_weight_kind kind, bool gguf, bool exact) {
+    ref_model rm;
+    ref_init(&rm, c, 99);
+    const int64_t V = c->n_vocab;
+    float *a = tc_malloc((size_t)(NTOK * V) * sizeof(float)), *b = tc_malloc((size_t)(NTOK * V) * sizeof(float));
+    char path[512];
+    snprintf(path, sizeof path, "%s/rt-%s-%s-%s", g_tmpdir, bnb_weight_kind_name(kind),
+             c->rope_mode == BNB_ROPE_NEOX ? "neox" : "normal", gguf ? "model.gguf" : "hf");
+    const char *fmt = gguf ? "GGUF" : "HF safetensors";
+    bnb_model *m = make_model(&rm, be, kind);
+    if (m && eval_all(m, a)) {
+        bnb_status st = gguf ? bnb_model_save_gguf(m, path) : bnb_model_save_hf(m, path);
+        if (tc_require(st == BNB_OK, "save %s: %s", fmt, bnb_last_error())) {
+            bnb_model_params p = bnb_model_default_params();
+            p.backend = be;
+            p.weights = kind;
+            p.n_ctx = 32;
+            bnb_model *m2 = bnb_model_load(path, &p);
+            if (tc_require(m2 != NULL, "load %s %s: %s", fmt, path, bnb_last_error()) && eval_all(m2, b)) {
+                const bnb_model_config *c2 = bnb_model_get_config(m2);
+                tc_check(c2->n_layer == c->n_layer && c2->n_head_kv == c->n_head_kv && c2->n_ff == c->n_ff &&
+                             c2->tied_output == c->tied_output && c2->rms_eps == c->rms_eps,
+                         "%s %s: config survives the round trip", fmt, bnb_weight_kind_name(kind));
+                double e = rel_diff_f(b, a, NTOK * V);
+                bool same = !memcmp(a, b, (size_t)(NTOK * V) * sizeof(float));
+                tc_check(exact ? same : e < 1e-5, "%s write -> read, %s weights, %s rope: logits %s (rel diff %.3g)",
+                         fmt, bnb_weight_kind_name(kind), c->rope_mode == BNB_ROPE_NEOX ? "neox" : "normal",
+                         exact ? "bit-identical" : "within 1e-5", e);
+            }
+            bnb_model_free(m2);
+        }
+    }
+    bnb_model_free(m);
+    free(a);
+    free(b);
+    ref_free(&rm);
+}
+
+/* A GGUF whose metadata disagrees with its tensors, a missing file, a missing tensor. */
+static void bad_files(bnb_backend *be) {
+    bnb_model_config c = tiny_config(false, BNB_ROPE_NORMAL);
+    ref_model rm;
+    ref_init(&rm, &c, 5);
+    bnb_model *m = make_model(&rm, be, BNB_WEIGHTS_F32);
+    if (!m) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad-shape.gguf", g_tmpdir);
+    bnb_gguf_writer *w = bnb_gguf_writer_new();
+    bnb_gguf_set_str(w, "general.architecture", "llama");
+    bnb_gguf_set_u32(w, "llama.block_count", 2);
+    bnb_gguf_set_u32(w, "llama.embedding_length", 32);
+    bnb_gguf_set_u32(w, "llama.feed_forward_length", 48); /* the tensors have 64 */
+    bnb_gguf_set_u32(w, "llama.attention.head_count", 4);
+    bnb_gguf_set_u32(w, "llama.attention.head_count_kv", 2);
+    const char *skip = "blk.1.ffn_up.weight";
+    for (int64_t l = 0; l < 2; l++)
+        for (int k = 0; k < 9; k++) {
+            static const char *const parts[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                 "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+            char name[64];
+            snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)l, parts[k]);
+            bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, name));
+        }
+    bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, "token_embd.weight"));
+    bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, "output_norm.weight"));
+    bnb_status st = bnb_gguf_writer_write(w, path);
+    bnb_gguf_writer_free(w);
+    if (tc_require(st == BNB_OK, "write bad-shape.gguf: %s", bnb_last_error())) {
+        bnb_model_params p = bnb_model_default_params();
+        p.backend = be;
+        bnb_model *m2 = bnb_model_load(path, &p);
+        tc_check_error(m2 ? BNB_OK : bnb_last_status(), BNB_ERR_SHAPE, "GGUF with ffn tensors that do not fit "
+                       "feed_forward_length", (const char *const[]){"bad-shape.gguf", "blk.0.ffn_gate.weight", NULL});
+        bnb_model_free(m2);
+    }
+    /* same file, metadata right, one tensor missing */
+    snprintf(path, sizeof path, "%s/missing.gguf", g_tmpdir);
+    w = bnb_gguf_writer_new();
+    bnb_gguf_set_str(w, "general.architecture", "llama");
+    bnb_gguf_set_u32(w, "llama.block_count", 2);
+    bnb_gguf_set_u32(w, "llama.embedding_length", 32);
+    bnb_gguf_set_u32(w, "llama.feed_forward_length", 64);
+    bnb_gguf_set_u32(w, "llama.attention.head_count", 4);
+    bnb_gguf_set_u32(w, "llama.attention.head_count_kv", 2);
+    bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, "token_embd.weight"));
+    bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, "output_norm.weight"));
+    bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, "output.weight"));
+    for (int64_t l = 0; l < 2; l++)
+        for (int k = 0; k < 9; k++) {
+            static const char *const parts[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                 "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+            char name[64];
+            snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)l, parts[k]);
+            if (strcmp(name, skip)) bnb_gguf_writer_add_tensor(w, bnb_model_weight(m, name));
+        }
+    st = bnb_gguf_writer_write(w, path);
+    bnb_gguf_writer_free(w);
+    if (tc_require(st == BNB_OK, "write missing.gguf: %s", bnb_last_error())) {
+        bnb_model_params p = bnb_model_default_params();
+        p.backend = be;
+        bnb_model *m2 = bnb_model_load(path, &p);
+        tc_check_error(m2 ? BNB_OK : bnb_last_status(), BNB_ERR_IO, "GGUF without one layer tensor",
+                       (const char *const[]){"missing.gguf", "blk.1.ffn_up.weight", NULL});
+        bnb_model_free(m2);
+    }
+    snprintf(path, sizeof path, "%s/does-not-exist.gguf", g_tmpdir);
+    bnb_model *m3 = bnb_model_load(path, NULL);
+    tc_check_error(m3 ? BNB_OK : bnb_last_status(), BNB_ERR_IO, "missing file",
+                   (const char *const[]){"does-not-exist.gguf", NULL});
+    bnb_model_free(m3);
+    bnb_model_free(m);
+    ref_free(&rm);
+}
+
+static void test_files(bnb_backend *be) {
+    const bnb_model_config normal = tiny_config(false, BNB_ROPE_NORMAL), neox = tiny_config(true, BNB_ROPE_NEOX);
+    for (int k = BNB_WEIGHTS_F32; k <= BNB_WEIGHTS_NF4; k++) {
+        roundtrip(be, &normal, (bnb_weight_kind)k, true, true);
+        roundtrip(be, &neox, (bnb_weight_kind)k, true, true);
+    }
+    /* HF: NEOX models go out and come back unchanged; NORMAL ones are permuted to NEOX (same math, other order) */
+    roundtrip(be, &neox, BNB_WEIGHTS_F32, false, true);
+    roundtrip(be, &neox, BNB_WEIGHTS_F16, false, true);
+    roundtrip(be, &neox, BNB_WEIGHTS_INT8, false, true);
+    roundtrip(be, &normal, BNB_WEIGHTS_F32, false, false);
+    roundtrip(be, &normal, BNB_WEIGHTS_INT8, false, false);
+    bad_files(be);
+}
+
 int main(int argc, char **argv) {
     tc_backends bl;
     int rc = tc_open_backends(argc, argv, &bl, 2);
     if (rc) return rc;
     const bnb_model_config cfgs[2] = {tiny_config(false, BNB_ROPE_NORMAL), tiny_config(true, BNB_ROPE_NEOX)};
     const char *tags[2] = {"untied/normal-rope", "tied/neox-rope"};
+    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/bnb-test-model-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(g_tmpdir)) {
+        perror("mkdtemp");
+        return 2;
+    }
     float *first = NULL;
     for (int b = 0; b < bl.n; b++) {
         for (int ci = 0; ci < 2; ci++) {
@@ -438,8 +581,12 @@ int main(int argc, char **argv) {
             }
         }
         test_bad_input(bl.be[b]);
+        test_files(bl.be[b]);
     }
     free(first);
     tc_close_backends(&bl);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", g_tmpdir);
     return tc_summary("test-model");
 }
