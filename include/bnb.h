@@ -427,6 +427,9 @@ BNB_API bnb_status bnb_qmap_quantile(float out[256], const float *x, int64_t n, 
  * cores). Non-finite values: BNB_ERR_NUMERIC. */
 BNB_API bnb_status bnb_quantiles_exact(const float *x, int64_t n, float offset, float out[256]);
 BNB_API bnb_status bnb_quantiles_estimate(const float *x, int64_t n, float offset, float out[256], int n_threads);
+/* The same estimator on a backend: x an allocated contiguous F32 tensor of be (CPU or CUDA: a CTA per block of 4096
+ * sorts it in shared memory). No finiteness check on CUDA (NaN sorts last). */
+BNB_API bnb_status bnb_quantiles_estimate_tensor(bnb_backend *be, const bnb_tensor *x, float offset, float out[256]);
 
 /* Blockwise 8-bit quantization: x (F32/F16/BF16, contiguous, any shape) -> Q8_BLOCK of x's shape.
  * map: a bnb_qmap kind (DYNAMIC_*, LINEAR_*), or any kind with `code` set: an F32 tensor of 256 sorted values (e.g.

@@ -486,6 +486,34 @@ static void test_quantiles(void) {
     free(x);
 }
 
+/* the estimator on the backend under test (CUDA: shared-memory sorts) agrees with the CPU estimator and the exact sort */
+static void test_quantiles_backend(void) {
+    tc_rng r;
+    tc_rng_seed(&r, 8);
+    const int64_t n = 3000000 + 77;
+    float *x = tc_malloc(n * sizeof(float));
+    fill_normal(&r, x, n);
+    float ex[256], cpu[256], be[256];
+    bnb_quantiles_exact(x, n, 1.0f / 512.0f, ex);
+    bnb_quantiles_estimate(x, n, 1.0f / 512.0f, cpu, 0);
+    bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
+    bnb_tensor *t = bnb_new_tensor_1d(ctx, BNB_TYPE_F32, n);
+    bnb_buffer *buf = bnb_backend_alloc_tensors(g_be, ctx);
+    bnb_status st = buf ? bnb_tensor_set_f32(t, x, n) : bnb_last_status();
+    if (st == BNB_OK) st = bnb_quantiles_estimate_tensor(g_be, t, 1.0f / 512.0f, be);
+    double range = ex[255] - ex[0], d_cpu = 0, d_ex = 0;
+    for (int j = 0; st == BNB_OK && j < 256; j++) {
+        d_cpu = fmax(d_cpu, fabs((double)be[j] - cpu[j]));
+        d_ex = fmax(d_ex, fabs((double)be[j] - ex[j]));
+    }
+    tc_check(st == BNB_OK && d_cpu <= 1e-5 * range && d_ex <= 0.01 * range,
+             "quantile estimate on %s: vs the CPU estimator %.2g, vs exact %.3f%% of the range (%s)",
+             bnb_backend_name(g_be), d_cpu, 100 * d_ex / range, st == BNB_OK ? "ok" : bnb_last_error());
+    if (buf) bnb_buffer_free(buf);
+    bnb_context_free(ctx);
+    free(x);
+}
+
 /* ------------------------------------------------------------------------------------------------ host set/get */
 static void test_host_set_get(void) {
     tc_rng r;
@@ -694,6 +722,7 @@ int main(int argc, char **argv) {
         test_nested_and_user_map();
         test_stochastic();
         test_host_set_get();
+        test_quantiles_backend();
         test_mul_mat();
         test_errors();
         if (!bnb_backend_is_cpu(g_be)) {

@@ -480,3 +480,51 @@ extern "C" bnb_status bnb_cuda_mul_mat_quant(bnb_cuda_ctx *c, bnb_tensor *node) 
     c2.scratch_size = c->scratch_size - wbytes;
     return bnb_cuda_mul_mat(&c2, &fnode);
 }
+
+/* ------------------------------------------------------------------------------------------------ quantiles */
+#include <cub/block/block_radix_sort.cuh>
+
+#define QQ_THREADS 256
+#define QQ_ITEMS 16 /* 4096 values a CTA, as the CPU estimator's blocks */
+
+/* One CTA per block of 4096 values: sort in shared memory, add the block's 256 quantiles into acc (double). */
+__global__ void k_quantiles(const float *__restrict__ x, int m_full, double offset, double *acc) {
+    typedef cub::BlockRadixSort<float, QQ_THREADS, QQ_ITEMS> Sort;
+    __shared__ typename Sort::TempStorage tmp;
+    __shared__ float sorted[QQ_THREADS * QQ_ITEMS];
+    float v[QQ_ITEMS];
+    const int64_t base = (int64_t)blockIdx.x * QQ_THREADS * QQ_ITEMS;
+#pragma unroll
+    for (int j = 0; j < QQ_ITEMS; j++) {
+        int r = threadIdx.x * QQ_ITEMS + j;
+        v[j] = r < m_full ? x[base + r] : __int_as_float(0x7f800000); /* +inf pads sort last */
+    }
+    Sort(tmp).Sort(v);
+#pragma unroll
+    for (int j = 0; j < QQ_ITEMS; j++) sorted[threadIdx.x * QQ_ITEMS + j] = v[j];
+    __syncthreads();
+    const int j = threadIdx.x; /* quantile j of 256 */
+    const double pos = (offset + (double)j * (1.0 - 2.0 * offset) / 255.0) * (double)(m_full - 1);
+    const int lo = (int)pos;
+    const double frac = pos - lo, v0 = sorted[lo], v1 = lo + 1 < m_full ? sorted[lo + 1] : v0;
+    atomicAdd(&acc[j], v0 + frac * (v1 - v0));
+}
+
+extern "C" bnb_status bnb_cuda_quantiles(bnb_backend *be, const float *dev_x, int64_t n, float offset, float out[256]) {
+    bnb_cuda_ctx *c = bnb_cuda_get_ctx(be);
+    if (!c) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_quantiles_estimate_tensor: not a CUDA backend");
+    const int64_t nblocks = n <= 4096 ? 1 : n / 4096;
+    const int m_full = n <= 4096 ? (int)n : 4096;
+    double *acc = NULL;
+    BNB_CUDA_TRY(cudaMallocAsync((void **)&acc, 256 * sizeof(double), c->stream), "quantiles: scratch");
+    BNB_CUDA_TRY(cudaMemsetAsync(acc, 0, 256 * sizeof(double), c->stream), "quantiles: clear");
+    k_quantiles<<<(unsigned)nblocks, QQ_THREADS, 0, c->stream>>>(dev_x, m_full, (double)offset, acc);
+    cudaError_t e = cudaGetLastError();
+    double host[256];
+    if (e == cudaSuccess) e = cudaMemcpyAsync(host, acc, sizeof host, cudaMemcpyDeviceToHost, c->stream);
+    cudaFreeAsync(acc, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) return bnb_cuda_status(e, "bnb_quantiles_estimate_tensor");
+    for (int j = 0; j < 256; j++) out[j] = (float)(host[j] / (double)nblocks);
+    return BNB_OK;
+}

@@ -158,3 +158,24 @@ bnb_status bnb_qmap_quantile(float out[256], const float *x, int64_t n, float of
     for (int k = 0; k < 256; k++) out[k] = m > 0.0f ? v[k] / m : 0.0f;
     return BNB_OK;
 }
+
+#ifdef BNB_HAVE_CUDA
+bnb_status bnb_cuda_quantiles(bnb_backend *be, const float *dev_x, int64_t n, float offset, float out[256]);
+#endif
+
+bnb_status bnb_quantiles_estimate_tensor(bnb_backend *be, const bnb_tensor *x, float offset, float out[256]) {
+    const char *fn = "bnb_quantiles_estimate_tensor";
+    if (!be || !x || !out) return bnb_fail(BNB_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (x->type != BNB_TYPE_F32 || !bnb_is_contiguous(x) || !x->data)
+        return bnb_fail(BNB_ERR_TYPE, "%s: x must be an allocated contiguous f32 tensor (is %s)", fn,
+                        bnb_type_name(x->type));
+    const int64_t n = bnb_nelements(x);
+    if (n < 1) return bnb_fail(BNB_ERR_INVALID_ARG, "%s: no values", fn);
+    if (!(offset >= 0.0f && offset < 0.5f)) return bnb_fail(BNB_ERR_INVALID_ARG, "%s: offset %g not in [0, 0.5)", fn, offset);
+    if (bnb_backend_is_cpu(be)) return bnb_quantiles_estimate((const float *)x->data, n, offset, out, 0);
+#ifdef BNB_HAVE_CUDA
+    return bnb_cuda_quantiles(be, (const float *)x->data, n, offset, out);
+#else
+    return bnb_fail(BNB_ERR_UNSUPPORTED, "%s: backend %s", fn, bnb_backend_name(be));
+#endif
+}
