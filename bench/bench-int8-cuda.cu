@@ -196,6 +196,8 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         const double goal = T <= 16 ? 0.7 : T >= 4096 ? 0.8 : 1.0;
         printf("%6d %6d %6d | %9.4f %9.4f %6.2fx | %5.1fx | %12.3f %9.1fx | %8.2e%s\n", T, K, O, m8, m16, m8 / m16, goal,
                shapes[i].bnb_ms, shapes[i].bnb_ratio, err, m8 / m16 <= goal ? "" : "  (goal missed)");
+        printf("headline: int8 %dx%dx%d %.4f ms vs fp16 %.4f ms = %.2fx (goal %.1fx, bitsandbytes %.1fx)\n", T, K, O, m8,
+               m16, m8 / m16, goal, shapes[i].bnb_ratio);
         bench_json_row_begin(js);
         bench_json_str(js, "backend", "cuda");
         bench_json_int(js, "tokens", T);

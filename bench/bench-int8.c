@@ -4,7 +4,7 @@
  *  CUDA (when built with CUDA and a GPU is present): the five shapes of the LLM.int8 issue, int8 matmul (all fused
  *       passes) vs an fp16 cuBLASLt GEMM, CUDA events after warm-up (bench-int8-cuda.cu), with bitsandbytes' H100
  *       figures beside.
- * Options: --threads N, --quick (fewer shapes), --cpu-only, --json FILE */
+ * Options: --threads N, --quick (fewer shapes), --cpu-only, --gpu-only, --json FILE */
 #include "common.h"
 
 #include "bnb.h"
@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     if (!cpu) return 1;
     const int64_t shapes[][3] = {{1, 4096, 4096}, {16, 4096, 4096}, {128, 4096, 4096}, {512, 4096, 4096},
                                  {512, 4096, 11008}, {97, 1000, 3001}};
-    int n_shapes = quick ? 3 : (int)(sizeof shapes / sizeof shapes[0]);
+    int n_shapes = bench_has_flag(argc, argv, "--gpu-only") ? 0 : quick ? 3 : (int)(sizeof shapes / sizeof shapes[0]);
     printf("CPU, %d threads: bnb_matmul_int8 (threshold 6, 4 outlier columns, x quantized in the op) vs "
            "bnb_mul_mat f32\n", threads);
     printf("%8s %6s %6s | %10s %9s | %10s %9s | %7s\n", "tokens", "in", "out", "int8 ms", "int8 GOPS", "f32 ms",

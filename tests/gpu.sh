@@ -21,6 +21,7 @@ mkdir -p "$OUT"
 BENCHES=(
   "bench-cuda-core"
   "bench-quant"
+  "bench-int8 --gpu-only"
 )
 
 export PATH=/usr/local/cuda/bin:$PATH

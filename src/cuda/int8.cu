@@ -250,10 +250,11 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
 }
 
 /* ------------------------------------------------------------------------------------------------ weight-only GEMV */
-/* y[t][o] = SCB[o]/127 * sum_k x[t][k] * CB[o][k] + bias[o] for t < T <= NT. A warp owns ROWS weight rows; VEC: 16
- * int8 per lane per step (K % 16 == 0, 16-byte aligned rows of w and x). */
-#define WO_ROWS 2
+/* y[t][o] = SCB[o]/127 * sum_k x[t][k] * CB[o][k] + bias[o] for t < T <= NT. A warp owns wo_rows(NT) weight rows
+ * (more rows for more tokens: each x value loaded from L1 serves more weights); VEC: 16 int8 per lane per step
+ * (K % 16 == 0, 16-byte aligned rows of w and x). */
 #define WO_WARPS 4
+__host__ __device__ constexpr int wo_rows(int nt) { return nt >= 8 ? 4 : 2; }
 
 template <typename T> __device__ __forceinline__ void load16(const T *p, float *out);
 template <> __device__ __forceinline__ void load16<float>(const float *p, float *out) {
@@ -292,6 +293,7 @@ template <typename T, int NT, bool VEC>
 __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *x, bnb_cu_shape xs, int Tn,
                                                                     const int8_t *w, int ldw, const float *wmax,
                                                                     const float *bias, int K, int O, float *y) {
+    constexpr int WO_ROWS = wo_rows(NT);
     const int lane = threadIdx.x & 31;
     const int o_base = (blockIdx.x * WO_WARPS + (threadIdx.x >> 5)) * WO_ROWS;
     if (o_base >= O) return;
@@ -509,8 +511,10 @@ done:
 static unsigned grid_for(const bnb_cuda_ctx *c, int64_t n) { return bnb_cu_grid(c, n, 256); }
 
 template <typename T, int NT>
-static void launch_weight_only_t(bnb_cuda_ctx *c, bool vec, dim3 grid, const char *x, bnb_cu_shape xs, int Tn,
+static void launch_weight_only_t(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_shape xs, int Tn,
                                  const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, float *y) {
+    const int per_block = wo_rows(NT) * WO_WARPS;
+    const dim3 grid((unsigned)((O + per_block - 1) / per_block));
     if (vec)
         weight_only_kernel<T, NT, true><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y);
     else
@@ -518,13 +522,13 @@ static void launch_weight_only_t(bnb_cuda_ctx *c, bool vec, dim3 grid, const cha
 }
 
 template <typename T>
-static void launch_weight_only(bnb_cuda_ctx *c, bool vec, dim3 grid, const char *x, bnb_cu_shape xs, int Tn,
+static void launch_weight_only(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_shape xs, int Tn,
                                const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, float *y) {
-    if (Tn <= 1) launch_weight_only_t<T, 1>(c, vec, grid, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 2) launch_weight_only_t<T, 2>(c, vec, grid, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 4) launch_weight_only_t<T, 4>(c, vec, grid, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 8) launch_weight_only_t<T, 8>(c, vec, grid, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else launch_weight_only_t<T, 16>(c, vec, grid, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    if (Tn <= 1) launch_weight_only_t<T, 1>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    else if (Tn <= 2) launch_weight_only_t<T, 2>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    else if (Tn <= 4) launch_weight_only_t<T, 4>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    else if (Tn <= 8) launch_weight_only_t<T, 8>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    else launch_weight_only_t<T, 16>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
 }
 
 /* Byte strides of the rows of x are multiples of 16 (dims with more than one row). */
@@ -577,12 +581,11 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     float *y = (float *)node->data;
     if (p.small) { /* weight-only path */
         const bool vec = K % 16 == 0 && ldw % 16 == 0 && aligned16(wq) && rows_aligned16(x);
-        const dim3 grid((unsigned)((O + WO_ROWS * WO_WARPS - 1) / (WO_ROWS * WO_WARPS)));
         const bnb_cu_shape xs = bnb_cu_shape_of(x);
         const char *xd = (const char *)x->data;
-        if (x->type == BNB_TYPE_F32) launch_weight_only<float>(c, vec, grid, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
-        else if (x->type == BNB_TYPE_F16) launch_weight_only<__half>(c, vec, grid, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
-        else launch_weight_only<__nv_bfloat16>(c, vec, grid, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
+        if (x->type == BNB_TYPE_F32) launch_weight_only<float>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
+        else if (x->type == BNB_TYPE_F16) launch_weight_only<__half>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
+        else launch_weight_only<__nv_bfloat16>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
         BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 weight-only");
         return BNB_OK;
     }
