@@ -554,18 +554,18 @@ static void test_mul_mat(void) {
     tc_rng_seed(&r, 17);
     const int64_t K = 96, M = 37; /* rows straddle blocks of 64 */
     const bnb_type qts[] = {BNB_TYPE_Q8_BLOCK, BNB_TYPE_Q4_NF4, BNB_TYPE_Q4_FP4};
-    const int64_t Ns[] = {1, 5};
+    const int64_t Ns[] = {1, 5, 17}; /* 17 rows: CUDA dequantizes to f16 and runs cuBLASLt */
     float *w = tc_malloc(K * M * sizeof(float)), *wd = tc_malloc(K * M * sizeof(float));
-    float *xb = tc_malloc(K * 5 * sizeof(float)), *out = tc_malloc(M * 5 * sizeof(float));
+    float *xb = tc_malloc(K * 17 * sizeof(float)), *out = tc_malloc(M * 17 * sizeof(float));
     tc_fill_signed(&r, w, K * M, 1e-3f, 1.0f);
-    tc_fill_signed(&r, xb, K * 5, 1e-3f, 1.0f);
+    tc_fill_signed(&r, xb, K * 17, 1e-3f, 1.0f);
     for (int qi = 0; qi < 3; qi++)
-        for (int ni = 0; ni < 2; ni++)
+        for (int ni = 0; ni < 3; ni++)
             for (int bt = 0; bt < 2; bt++) {
                 const int64_t N = Ns[ni];
                 bnb_type btype = bt ? BNB_TYPE_F16 : BNB_TYPE_F32;
                 bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
-                bnb_quant_params qp = {.block = 64, .map = BNB_QMAP_DYNAMIC_SIGNED, .nested = ni};
+                bnb_quant_params qp = {.block = 64, .map = BNB_QMAP_DYNAMIC_SIGNED, .nested = ni == 1};
                 bnb_tensor *a = bnb_new_tensor_quant(ctx, qts[qi], 2, (int64_t[]){K, M}, qp);
                 bnb_tensor *b = bnb_new_tensor_2d(ctx, btype, K, N);
                 bnb_tensor *o = bnb_mul_mat(ctx, a, b);
@@ -578,18 +578,22 @@ static void test_mul_mat(void) {
                 if (st == BNB_OK) st = bnb_tensor_get_f32(a, wd, K * M); /* the weight as the op sees it */
                 if (st == BNB_OK) st = bnb_graph_compute(g_be, g);
                 if (st == BNB_OK) st = bnb_tensor_get_f32(o, out, M * N);
-                double maxe = 0;
+                double maxe = 0; /* relative to sum |w b| */
                 for (int64_t nn = 0; st == BNB_OK && nn < N; nn++)
                     for (int64_t m = 0; m < M; m++) {
-                        double ref = 0;
+                        double ref = 0, mag = 0;
                         for (int64_t k = 0; k < K; k++) {
                             double bv = bt ? bnb_f16_to_f32(bnb_f32_to_f16(xb[nn * K + k])) : xb[nn * K + k];
                             ref += (double)wd[m * K + k] * bv;
+                            mag += fabs((double)wd[m * K + k] * bv);
                         }
-                        maxe = fmax(maxe, fabs(out[nn * M + m] - ref));
+                        maxe = fmax(maxe, fabs(out[nn * M + m] - ref) / (mag + 1e-30));
                     }
-                tc_check(st == BNB_OK && maxe < 1e-4, "mul_mat %s a (nested %d) x %s b, N=%lld: max error %.3g (%s)",
-                         bnb_type_name(qts[qi]), (int)ni, bnb_type_name(btype), (long long)N, maxe,
+                /* CUDA with many rows: the weight goes through f16 (and so does an f32 b) before cuBLASLt */
+                double tol = (!bnb_backend_is_cpu(g_be) && N > 8) ? 2e-3 : 1e-5;
+                tc_check(st == BNB_OK && maxe < tol,
+                         "mul_mat %s a (nested %d) x %s b, N=%lld: max error %.3g of sum|w b| (tol %.0g) (%s)",
+                         bnb_type_name(qts[qi]), (int)(ni == 1), bnb_type_name(btype), (long long)N, maxe, tol,
                          st == BNB_OK ? "ok" : bnb_last_error());
                 if (buf) bnb_buffer_free(buf);
                 bnb_context_free(ctx);
