@@ -696,8 +696,17 @@ static void test_cpu_vs_cuda(void) {
                 mism += code_at(a.raw, &L, i) != code_at(b.raw, &L, i);
                 deq_mism += a.deq[i] != b.deq[i];
             }
-            size_t sc = L.nested ? L.absmax_codes : L.absmax;
-            bool scales_same = !memcmp(a.raw + sc, b.raw + sc, L.total - sc);
+            /* compare the scale parts and maps themselves (the 16-byte padding between parts is unspecified) */
+            bool scales_same = true;
+            if (L.nested) {
+                scales_same = !memcmp(a.raw + L.absmax_codes, b.raw + L.absmax_codes, (size_t)L.nblk) &&
+                              !memcmp(a.raw + L.absmax2, b.raw + L.absmax2, (size_t)L.nblk2 * 4) &&
+                              !memcmp(a.raw + L.mean, b.raw + L.mean, 4) &&
+                              !memcmp(a.raw + L.map2, b.raw + L.map2, 256 * 4);
+            } else {
+                scales_same = !memcmp(a.raw + L.absmax, b.raw + L.absmax, (size_t)L.nblk * 4);
+            }
+            if (L.map != BNB_QNONE) scales_same = scales_same && !memcmp(a.raw + L.map, b.raw + L.map, 256 * 4);
             printf("cpu vs cuda %s %s block %d%s%s: %lld of %lld codes differ (%.2g), %lld dequantized values differ, "
                    "scales %s\n",
                    bnb_type_name(cases[ci].qt), bnb_type_name(cases[ci].xt), cases[ci].block,

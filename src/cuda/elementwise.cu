@@ -22,7 +22,8 @@ template <int OP> __device__ __forceinline__ float unary_apply(float x, float p)
     if (OP == U_EXP) return expf(x);
     if (OP == U_LOG) return logf(x);
     if (OP == U_RELU) return x > 0.f ? x : 0.f;
-    if (OP == U_GELU) return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    /* 0.5(1 + tanh u) == 1/(1 + exp(-2u)): the sigmoid form has no cancellation for negative x */
+    if (OP == U_GELU) return x / (1.f + expf(-1.5957691216057308f * (x + 0.044715f * x * x * x)));
     if (OP == U_SILU) return x / (1.f + expf(-x));
     return tanhf(x);
 }
