@@ -479,7 +479,9 @@ BNB_API bnb_tensor *bnb_int8_dequantize(bnb_context *ctx, bnb_tensor *q);
  *  bias: NULL or F32/F16/BF16 [out].
  * int32 accumulation C = q_x · CBᵀ; y = C * rowmax * SCB / 127² + bias + x[:, outl] · (CB[:, outl] * SCB / 127)ᵀ.
  * Gradients (training): dx = dy · dequant(W), dW = dyᵀ · x (float weights only), dbias = sum of dy over rows.
- * int8 values must lie in [-127, 127] (what the quantizers produce); |C| must fit int32 (in <= 133000). */
+ * int8 values must lie in [-127, 127] (what the quantizers produce); |C| must fit int32 (in <= 133000).
+ * CUDA, 1..16 rows of float x (decode): weight-only path, x · dequant(W)ᵀ in float (x is not quantized, so every
+ * column is exact and the threshold has no effect; closer to the float result than the int8 path). */
 BNB_API bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
                                     bnb_tensor *bias);
 
