@@ -552,6 +552,84 @@ static void test_files(bnb_backend *be) {
     bad_files(be);
 }
 
+/* ---------------------------------------------------------------------------------------------- sampler */
+static void test_sampler(void) {
+    const int32_t V = 8;
+    const float logits[8] = {0.1f, 2.0f, 1.5f, -1.0f, 0.0f, 1.9f, -3.0f, 0.5f};
+    bnb_sampler_params p = bnb_sampler_default_params();
+    p.temperature = 0.f;
+    p.repeat_penalty = 1.f;
+    bnb_sampler *s = bnb_sampler_new(&p, V);
+    tc_check(s && bnb_sampler_sample(s, logits) == 1, "greedy picks the argmax");
+    bnb_sampler_free(s);
+    /* repetition penalty: token 1 recently seen -> 2.0 / 1.2 < 1.9 -> token 5 */
+    p.repeat_penalty = 1.2f;
+    s = bnb_sampler_new(&p, V);
+    bnb_sampler_accept(s, 1);
+    tc_check(s && bnb_sampler_sample(s, logits) == 5, "repetition penalty moves greedy off a recent token");
+    bnb_sampler_free(s);
+    /* top_k 1 is greedy at any temperature; a tiny top_p too */
+    p.repeat_penalty = 1.f;
+    p.temperature = 5.f;
+    p.top_k = 1;
+    s = bnb_sampler_new(&p, V);
+    bool all = true;
+    for (int i = 0; i < 100; i++) all = all && bnb_sampler_sample(s, logits) == 1;
+    tc_check(all, "top_k 1 always gives the argmax");
+    bnb_sampler_free(s);
+    p.top_k = 0;
+    p.top_p = 1e-3f;
+    s = bnb_sampler_new(&p, V);
+    all = true;
+    for (int i = 0; i < 100; i++) all = all && bnb_sampler_sample(s, logits) == 1;
+    tc_check(all, "top_p 0.001 always gives the argmax");
+    bnb_sampler_free(s);
+    /* temperature 1, no cuts: frequencies follow softmax(logits) */
+    p.temperature = 1.f;
+    p.top_p = 1.f;
+    p.seed = 7;
+    s = bnb_sampler_new(&p, V);
+    const int N = 40000;
+    int count[8] = {0};
+    for (int i = 0; i < N; i++) {
+        int32_t t = bnb_sampler_sample(s, logits);
+        if (t >= 0 && t < V) count[t]++;
+    }
+    bnb_sampler_free(s);
+    double z = 0, worst = 0;
+    for (int i = 0; i < V; i++) z += exp(logits[i]);
+    for (int i = 0; i < V; i++) worst = fmax(worst, fabs(count[i] / (double)N - exp(logits[i]) / z));
+    tc_check(worst < 0.01, "temperature 1 sampling frequencies match softmax: max |freq - p| %.4f (< 0.01)", worst);
+    /* top_k 3: only the 3 best ever come out; and a seed reproduces its sequence */
+    p.top_k = 3;
+    s = bnb_sampler_new(&p, V);
+    bnb_sampler *s2 = bnb_sampler_new(&p, V);
+    bool only3 = true, same = true;
+    for (int i = 0; i < 2000; i++) {
+        int32_t a = bnb_sampler_sample(s, logits), b = bnb_sampler_sample(s2, logits);
+        only3 = only3 && (a == 1 || a == 5 || a == 2);
+        same = same && a == b;
+    }
+    tc_check(only3, "top_k 3 samples only the 3 largest logits");
+    tc_check(same, "same seed, same sequence");
+    bnb_sampler_free(s);
+    bnb_sampler_free(s2);
+    p.top_p = 0.f;
+    s = bnb_sampler_new(&p, V);
+    tc_check(s == NULL, "top_p 0 is rejected: %s", bnb_last_error());
+}
+
+/* f32 / f16 / int8 / nf4 logits of the untied model on `be`. */
+static bool kind_logits(bnb_backend *be, const bnb_model_config *c, bnb_weight_kind kind, float *out) {
+    ref_model rm;
+    ref_init(&rm, c, 1234);
+    bnb_model *m = make_model(&rm, be, kind);
+    bool ok = m && eval_all(m, out);
+    bnb_model_free(m);
+    ref_free(&rm);
+    return ok;
+}
+
 int main(int argc, char **argv) {
     tc_backends bl;
     int rc = tc_open_backends(argc, argv, &bl, 2);
@@ -563,27 +641,34 @@ int main(int argc, char **argv) {
         perror("mkdtemp");
         return 2;
     }
-    float *first = NULL;
+    test_sampler();
+    /* the CPU's logits of every weight kind: the reference the other backends must agree with */
+    bnb_backend *cpu = bnb_backend_cpu_new(2);
+    float *cpu_logits[4];
+    for (int k = 0; k < 4; k++) {
+        cpu_logits[k] = tc_malloc((size_t)(NTOK * 64) * sizeof(float));
+        tc_require(cpu && kind_logits(cpu, &cfgs[0], (bnb_weight_kind)k, cpu_logits[k]), "cpu %s logits",
+                   bnb_weight_kind_name((bnb_weight_kind)k));
+    }
     for (int b = 0; b < bl.n; b++) {
-        for (int ci = 0; ci < 2; ci++) {
+        for (int ci = 0; ci < 2; ci++) test_forward(bl.be[b], &cfgs[ci], tags[ci], NULL);
+        if (!bnb_backend_is_cpu(bl.be[b])) {
+            const double tol[4] = {1e-4, 1e-3, 2e-3, 1e-3};
             float *lg = tc_malloc((size_t)(NTOK * 64) * sizeof(float));
-            test_forward(bl.be[b], &cfgs[ci], tags[ci], lg);
-            if (ci == 0) {
-                if (!first) first = lg;
-                else {
-                    double e = rel_diff_f(lg, first, NTOK * 64);
-                    tc_check(e < 1e-4, "%s vs %s f32 logits: rel diff %.3g (< 1e-4)", bnb_backend_name(bl.be[b]),
-                             bnb_backend_name(bl.be[0]), e);
-                    free(lg);
+            for (int k = 0; k < 4; k++)
+                if (tc_require(kind_logits(bl.be[b], &cfgs[0], (bnb_weight_kind)k, lg), "%s %s logits",
+                               bnb_backend_name(bl.be[b]), bnb_weight_kind_name((bnb_weight_kind)k))) {
+                    double e = rel_diff_f(lg, cpu_logits[k], NTOK * 64);
+                    tc_check(e < tol[k], "%s vs cpu, %s weights: logits rel diff %.3g (< %g)",
+                             bnb_backend_name(bl.be[b]), bnb_weight_kind_name((bnb_weight_kind)k), e, tol[k]);
                 }
-            } else {
-                free(lg);
-            }
+            free(lg);
         }
         test_bad_input(bl.be[b]);
         test_files(bl.be[b]);
     }
-    free(first);
+    for (int k = 0; k < 4; k++) free(cpu_logits[k]);
+    bnb_backend_free(cpu);
     tc_close_backends(&bl);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);
