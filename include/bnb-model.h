@@ -473,7 +473,8 @@ BNB_API bnb_train_memory bnb_trainer_memory(const bnb_trainer *t);
 BNB_API bnb_status bnb_plot_loss_svg(const char *path, const char *title, const int64_t *train_x, const float *train_y,
                                      int64_t n_train, const int64_t *val_x, const float *val_y, int64_t n_val);
 /* One-line progress bar on stderr (carriage return; newline at the last step): step, loss, tokens/s, ETA. */
-BNB_API void bnb_train_progress(int64_t step, int64_t steps, float loss, double tokens_per_s, double elapsed_s);
+BNB_API void bnb_train_progress(int64_t step, int64_t steps, float loss, double tokens_per_s, double elapsed_s,
+                                double eta_s);
 
 #ifdef __cplusplus
 }
