@@ -9,6 +9,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void) {
     struct timespec ts;
@@ -179,6 +180,32 @@ int main(int argc, char **argv) {
                        bn, kn, ppl[k], (long long)nt);
                 free(text);
                 free(tids);
+            }
+            if (kinds[k] == BNB_WEIGHTS_INT8 || kinds[k] == BNB_WEIGHTS_NF4) {
+                /* bnb's own checkpoint: the quantized model written as GGUF (bnb tensor types + the tokenizer keys)
+                 * and read back gives the same logits and the same tokens */
+                char out[512];
+                snprintf(out, sizeof out, "%s/bnb-smollm2-%s-%d.gguf", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                         kn, (int)getpid());
+                bnb_status st = bnb_model_save_gguf(m, out);
+                bnb_model *m2 = st == BNB_OK ? bnb_model_load(out, &p) : NULL;
+                if (tc_require(m2 != NULL, "[%s] save/load %s GGUF: %s", bn, kn, bnb_last_error())) {
+                    float *l1 = tc_malloc((size_t)V * sizeof(float)), *l2 = tc_malloc((size_t)V * sizeof(float));
+                    int32_t a[64], b2[64];
+                    int64_t na = bnb_tokenizer_encode(tok, prompt, strlen(prompt), a, 64, false, false);
+                    int64_t nb = bnb_model_tokenizer(m2) ? bnb_tokenizer_encode(bnb_model_tokenizer(m2), prompt,
+                                                                                strlen(prompt), b2, 64, false, false) : -1;
+                    tc_check(na > 0 && na == nb && !memcmp(a, b2, (size_t)na * sizeof(int32_t)),
+                             "[%s] %s GGUF written by bnb carries the tokenizer (%lld tokens)", bn, kn, (long long)nb);
+                    bool ok = na > 0 && bnb_model_eval(m, a, na, 0, false, l1) == BNB_OK &&
+                              bnb_model_eval(m2, a, na, 0, false, l2) == BNB_OK;
+                    tc_check(ok && !memcmp(l1, l2, (size_t)V * sizeof(float)),
+                             "[%s] %s weights: GGUF write -> read gives bit-identical logits", bn, kn);
+                    free(l1);
+                    free(l2);
+                }
+                bnb_model_free(m2);
+                remove(out);
             }
             bnb_model_free(m);
         }

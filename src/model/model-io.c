@@ -170,6 +170,10 @@ static bnb_model *load_gguf(const char *path, const bnb_model_params *params) {
         m->tokenizer = bnb_tokenizer_from_gguf(g);
         if (!m->tokenizer) goto fail;
         m->tokenizer_free = tokenizer_free_cb;
+        /* keep the (mapped) file: bnb_model_save_gguf copies its tokenizer.* keys */
+        m->src_gguf = g;
+        m->src_gguf_free = bnb_gguf_free;
+        g = NULL;
     }
     goto done;
 fail:
@@ -307,6 +311,62 @@ bnb_model *bnb_model_load(const char *path, const bnb_model_params *params) {
 }
 
 /* ------------------------------------------------------------------------------------------------ writing */
+/* Copy every tokenizer.* key of the source GGUF into the writer (strings, scalars, string and numeric arrays). */
+static bnb_status copy_tokenizer_keys(bnb_gguf_writer *w, const bnb_gguf *g) {
+    bnb_status st = BNB_OK;
+    for (int64_t i = 0; i < bnb_gguf_n_kv(g) && !st; i++) {
+        const char *key = bnb_gguf_key(g, i);
+        if (!key || strncmp(key, "tokenizer.", 10) != 0) continue;
+        const bnb_gguf_value_type vt = bnb_gguf_kv_type(g, i);
+        if (vt == BNB_GGUF_STRING) {
+            st = bnb_gguf_set_str(w, key, bnb_gguf_get_str(g, key, NULL));
+        } else if (vt == BNB_GGUF_BOOL) {
+            bool b;
+            st = bnb_gguf_get_bool(g, key, true, &b);
+            if (!st) st = bnb_gguf_set_bool(w, key, b);
+        } else if (vt == BNB_GGUF_FLOAT32 || vt == BNB_GGUF_FLOAT64) {
+            double d;
+            st = bnb_gguf_get_float(g, key, true, &d);
+            if (!st) st = bnb_gguf_set_f32(w, key, (float)d);
+        } else if (vt != BNB_GGUF_ARRAY) {
+            int64_t v;
+            st = bnb_gguf_get_int(g, key, true, &v);
+            if (!st) st = v >= 0 && v <= UINT32_MAX ? bnb_gguf_set_u32(w, key, (uint32_t)v) : bnb_gguf_set_i64(w, key, v);
+        } else {
+            const bnb_gguf_value_type at = bnb_gguf_arr_type(g, i);
+            const int64_t n = bnb_gguf_arr_n(g, i);
+            if (at == BNB_GGUF_STRING) {
+                const char **v = malloc((size_t)(n ? n : 1) * sizeof(char *));
+                if (!v) return bnb_fail(BNB_ERR_OOM, "bnb_model_save_gguf: out of host memory");
+                for (int64_t j = 0; j < n; j++) v[j] = bnb_gguf_arr_str(g, i, j, NULL);
+                st = bnb_gguf_set_arr_str(w, key, v, n);
+                free(v);
+            } else if (at == BNB_GGUF_FLOAT32 || at == BNB_GGUF_FLOAT64) {
+                float *v = malloc((size_t)(n ? n : 1) * sizeof(float));
+                if (!v) return bnb_fail(BNB_ERR_OOM, "bnb_model_save_gguf: out of host memory");
+                for (int64_t j = 0; j < n; j++) {
+                    double d = 0;
+                    bnb_gguf_arr_float(g, i, j, &d);
+                    v[j] = (float)d;
+                }
+                st = bnb_gguf_set_arr(w, key, BNB_GGUF_FLOAT32, v, n);
+                free(v);
+            } else {
+                int32_t *v = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+                if (!v) return bnb_fail(BNB_ERR_OOM, "bnb_model_save_gguf: out of host memory");
+                for (int64_t j = 0; j < n; j++) {
+                    int64_t x = 0;
+                    bnb_gguf_arr_int(g, i, j, &x);
+                    v[j] = (int32_t)x;
+                }
+                st = bnb_gguf_set_arr(w, key, BNB_GGUF_INT32, v, n);
+                free(v);
+            }
+        }
+    }
+    return st;
+}
+
 bnb_status bnb_model_save_gguf(const bnb_model *m, const char *path) {
     if (!m || !path) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_save_gguf: NULL argument");
     bnb_gguf_writer *w = bnb_gguf_writer_new();
@@ -330,6 +390,7 @@ bnb_status bnb_model_save_gguf(const bnb_model *m, const char *path) {
     if (!st) st = bnb_gguf_set_str(w, "bnb.weights", bnb_weight_kind_name(m->params.weights));
     if (!st && m->params.weights == BNB_WEIGHTS_INT8)
         st = bnb_gguf_set_f32(w, "bnb.int8_threshold", m->params.int8_threshold);
+    if (!st && m->src_gguf) st = copy_tokenizer_keys(w, m->src_gguf);
     for (bnb_tensor *t = bnb_ctx_next_tensor(m->wctx, NULL); t && !st; t = bnb_ctx_next_tensor(m->wctx, t))
         st = bnb_gguf_writer_add_tensor(w, t);
     if (!st) st = bnb_gguf_writer_write(w, path);

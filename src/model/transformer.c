@@ -172,6 +172,7 @@ void bnb_model_free(bnb_model *m) {
     bnb_context_free(m->wctx);
     bnb_context_free(m->kvctx);
     if (m->tokenizer && m->tokenizer_free) m->tokenizer_free(m->tokenizer);
+    if (m->src_gguf && m->src_gguf_free) m->src_gguf_free(m->src_gguf);
     if (m->own_backend) bnb_backend_free(m->backend);
     free(m->layers);
     free(m);

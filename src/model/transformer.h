@@ -35,6 +35,8 @@ struct bnb_model {
     bnb_model_layer *layers;
     bnb_tokenizer *tokenizer; /* owned, may be NULL */
     void (*tokenizer_free)(bnb_tokenizer *); /* set by the loader (keeps this file free of tokenizer code) */
+    bnb_gguf *src_gguf; /* the GGUF file loaded from (its tokenizer.* keys are written back by save), or NULL */
+    void (*src_gguf_free)(bnb_gguf *);
     bnb_model_graph cached;
 };
 
