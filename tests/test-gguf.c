@@ -394,6 +394,11 @@ static void test_hostile(void) {
     float qp[4] = {3, 99, 0, 0};
     gb_put(&b, qp, 16), gb_str(&b, "w"), gb_u32(&b, 1), gb_u64(&b, 64), gb_u32(&b, 1000 + BNB_TYPE_Q4_NF4), gb_u64(&b, 0);
     expect_bad(&b, "bnb type with invalid quant params", "invalid quantization parameters");
+    gb_hdr(&b, 3, 1, 1), gb_str(&b, "bnb.quant.w"), gb_u32(&b, BNB_GGUF_ARRAY), gb_u32(&b, BNB_GGUF_FLOAT32), gb_u64(&b, 4);
+    float qp2[4] = {0, 0, 0, 6}; /* found by fuzz-gguf: I8_ROW with outliers and ne[0] = 0 divided by zero */
+    gb_put(&b, qp2, 16), gb_str(&b, "w"), gb_u32(&b, 2), gb_u64(&b, 0), gb_u64(&b, 4), gb_u32(&b, 1000 + BNB_TYPE_I8_ROW),
+        gb_u64(&b, 0);
+    expect_bad(&b, "I8_ROW with ne[0] = 0", "ne[0] is 0");
     gb_hdr(&b, 3, 0, 0);
     b.n -= 3;
     expect_bad(&b, "truncated header", "header");

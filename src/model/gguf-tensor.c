@@ -38,6 +38,7 @@ static bnb_status bnb_storage_to_f32(const char *file, const bnb_gguf_tensor_inf
         return BNB_OK;
     default: break;
     }
+    if (n == 0) return BNB_OK;
     /* quantized kinds: through a host tensor and the quantization code */
     if (ti->type == BNB_TYPE_OUTLIERS) {
         bnb_status st = check_outliers(file, ti->name, d, ti->nbytes, ti->ne[0]);

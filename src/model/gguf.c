@@ -343,8 +343,8 @@ static bool read_tensor_info(reader *r, bnb_gguf_tensor_info *ti, int64_t idx) {
         if (tr->is_quantized) {
             if (strlen(ti->name) >= BNB_MAX_NAME) return rfail(r, "name too long for a bnb tensor");
             if (!read_quant_params(r, ti->name, &ti->quant)) return false;
-            if ((ti->type == BNB_TYPE_I8_ROW || ti->type == BNB_TYPE_OUTLIERS) && ti->ne[0] == 0 && n > 0)
-                return rfail(r, "ne[0] is 0");
+            if ((ti->type == BNB_TYPE_I8_ROW || ti->type == BNB_TYPE_OUTLIERS) && ti->ne[0] == 0)
+                return rfail(r, "ne[0] is 0 for a row-wise type");
             if (ti->type != BNB_TYPE_I8_ROW && ti->type != BNB_TYPE_OUTLIERS && ti->quant.block == 0)
                 return rfail(r, "block size 0 for a blockwise type");
         }
