@@ -22,6 +22,7 @@ BENCHES=(
   "bench-cuda-core"
   "bench-quant"
   "bench-int8 --gpu-only"
+  "bench-optim --gpu-only"
 )
 
 export PATH=/usr/local/cuda/bin:$PATH

@@ -171,19 +171,65 @@ static void run32(const upd_hp *h, bnb_type pt, bnb_type gt, void *P, const void
 }
 
 /* ------------------------------------------------------------------------------------------ 8-bit states */
+/* Nearest-code search without a binary search: the lower bound of y starts from a table indexed by the top bits of
+ * |y| (exponent + 4 mantissa bits: buckets 6% wide, which hold at most a couple of dynamic-map values), then steps
+ * up while map[i] < y. It finds the same lower bound as bnb_optim_quantize_code's halving search, and the same final
+ * arithmetic follows, so the codes are identical. */
+#define QT_N 2048
+typedef struct {
+    uint8_t pos[QT_N], neg[QT_N];
+} quant_table;
+
+static float bucket_edge(uint32_t k) {
+    uint32_t b = k << 19;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* Two merges over the sorted map: O(QT_N + 256). */
+static void quant_table_build(const float *map, quant_table *t) {
+    int c = 0;
+    for (uint32_t k = 0; k < QT_N; k++) {
+        float lo = bucket_edge(k);
+        while (c < 256 && map[c] < lo) c++;
+        t->pos[k] = (uint8_t)BNB_MIN(c, 255);
+    }
+    c = 0;
+    for (int k = QT_N - 1; k >= 0; k--) {
+        float nhi = -bucket_edge((uint32_t)k + 1);
+        while (c < 256 && map[c] < nhi) c++;
+        t->neg[k] = (uint8_t)BNB_MIN(c, 255);
+    }
+}
+
+static inline int quantize_code_table(const float *map, const quant_table *t, float y, float value) {
+    uint32_t b;
+    memcpy(&b, &y, 4);
+    uint32_t k = (b & 0x7fffffffu) >> 19;
+    if (k >= QT_N) k = QT_N - 1;
+    int i = (b >> 31) ? t->neg[k] : t->pos[k];
+    while (i < 255 && map[i] < y) i++;
+    int lo = i > 0 ? i - 1 : 0;
+    int c = (y - map[lo] <= map[i] - y) ? lo : i;
+    float cv = map[c];
+    c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
+    c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
+    return c;
+}
+
 typedef struct {
     uint8_t *codes;
     float *absmax;
     const float *map;
-    float lo; /* -1 for a signed map, 0 for an unsigned one */
+    const quant_table *qt;
 } opt8_parts;
 
 static opt8_parts opt8_of(bnb_tensor *s) {
     int64_t n = bnb_nelements(s);
     uint8_t *base = s->data;
     opt8_parts o = {base, (float *)(base + bnb_opt8_absmax_offset(n)), (const float *)(base + bnb_opt8_map_offset(n)),
-                    0.f};
-    o.lo = o.map[0] < 0.f ? -1.f : 0.f;
+                    NULL};
     return o;
 }
 
@@ -195,11 +241,14 @@ static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, 
 /* New absmax of the block, then the codes. */
 static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, const float *vals) {
     float am = 0.f;
-    for (int j = 0; j < len; j++) am = fmaxf(am, fabsf(vals[j]));
+    for (int j = 0; j < len; j++) {
+        float a = fabsf(vals[j]);
+        am = a > am ? a : am;
+    }
     o->absmax[blk] = am;
     for (int j = 0; j < len; j++) {
         float y = am > 0.f ? vals[j] / am : 0.f;
-        o->codes[off + j] = (uint8_t)bnb_optim_quantize_code(o->map, o->lo, y, vals[j]);
+        o->codes[off + j] = (uint8_t)quantize_code_table(o->map, o->qt, y, vals[j]);
     }
 }
 
@@ -213,9 +262,8 @@ typedef struct {
 } run8_args;
 
 /* One 256-element block b: dequantize, update in f32, update the parameter, re-quantize. */
-static void run8_block(const run8_args *a, int64_t b) {
+static inline __attribute__((always_inline)) void run8_block_t(const run8_args *a, int64_t b, const int type) {
     const upd_hp *h = a->h;
-    const int type = h->type;
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t i0 = b * BNB_OPTIM_BLOCK;
     int len = (int)BNB_MIN((int64_t)BNB_OPTIM_BLOCK, a->n - i0);
@@ -241,6 +289,13 @@ static void run8_block(const run8_args *a, int64_t b) {
     quant_block(&a->q1, i0, b, len, s1);
     if (two) quant_block(&a->q2, i0, b, len, s2);
     if (three) quant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
+}
+
+static void run8_block(const run8_args *a, int64_t b) {
+    const upd_hp *h = a->h;
+#define CALL_8(T) run8_block_t(a, b, T)
+    DISPATCH_TYPE(CALL_8)
+#undef CALL_8
 }
 
 /* ------------------------------------------------------------------------------------------ the update node */
@@ -345,6 +400,13 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         run8_args a = {&h, param->type, grad->type, param->data, grad->data, opt8_of(node->src[2]), {0}, n,
                        bnb_get_op_i32(node, BNB_UPD_P_NPAD)};
         if (node->src[3]) a.q2 = opt8_of(node->src[3]);
+        quant_table t1, t2;
+        quant_table_build(a.q1.map, &t1);
+        a.q1.qt = &t1;
+        if (node->src[3]) {
+            quant_table_build(a.q2.map, &t2);
+            a.q2.qt = &t2;
+        }
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int64_t b = 0; b < nblk; b++) run8_block(&a, b);

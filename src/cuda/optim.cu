@@ -208,33 +208,6 @@ __global__ void __launch_bounds__(THREADS) k_upd32_vec(const upd_batch b) {
 }
 
 /* ------------------------------------------------------------------------------------------ 8-bit */
-__device__ __forceinline__ int quantize_code(const float *map, float lo, float y, float value) {
-    int pivot = 127, lo_p = 0, hi_p = 255;
-    float lov = lo, hiv = 1.0f, val = map[127];
-#pragma unroll
-    for (int step = 64; step > 0; step >>= 1) {
-        if (y > val) {
-            lo_p = pivot;
-            lov = val;
-            pivot += step;
-        } else {
-            hi_p = pivot;
-            hiv = val;
-            pivot -= step;
-        }
-        val = map[pivot];
-    }
-    int c;
-    if (y > val)
-        c = y > (hiv + val) * 0.5f ? hi_p : pivot;
-    else
-        c = y < (lov + val) * 0.5f ? lo_p : pivot;
-    float cv = map[c];
-    if (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) c--;
-    else if (value > 0.0f && cv < 0.0f && c < 255) c++;
-    return c;
-}
-
 struct opt8_dev {
     uint8_t *codes;
     float *absmax;
@@ -255,7 +228,7 @@ __device__ __forceinline__ void deq8(const opt8_dev &q, const float *smap, int64
     for (int k = 0; k < PER_LANE; k++) out[k] = j0 + k < len ? smap[q.codes[off + j0 + k]] * am : 0.f;
 }
 
-__device__ __forceinline__ void req8(const opt8_dev &q, const float *smap, float lo, int64_t off, int64_t blk, int len,
+__device__ __forceinline__ void req8(const opt8_dev &q, const float *smap, int64_t off, int64_t blk, int len,
                                      int j0, const float *vals) {
     float am = 0.f;
 #pragma unroll
@@ -264,7 +237,7 @@ __device__ __forceinline__ void req8(const opt8_dev &q, const float *smap, float
     if ((threadIdx.x & 31) == 0) q.absmax[blk] = am;
     uint8_t c[PER_LANE];
 #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) c[k] = (uint8_t)quantize_code(smap, lo, am > 0.f ? vals[k] / am : 0.f, vals[k]);
+    for (int k = 0; k < PER_LANE; k++) c[k] = (uint8_t)bnb_optim_quantize_code(smap, am > 0.f ? vals[k] / am : 0.f, vals[k]);
     if (len == BNB_OPTIM_BLOCK) {
         uint2 w;
         memcpy(&w, c, 8);
@@ -285,7 +258,6 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
     smap1[threadIdx.x] = q1.map[threadIdx.x];
     if (two) smap2[threadIdx.x] = q2.map[threadIdx.x];
     __syncthreads();
-    const float lo1 = smap1[0] < 0.f ? -1.f : 0.f, lo2 = 0.f;
     dev_hp h = read_hp(b, t);
     int64_t blk = (int64_t)(blockIdx.x - t.blk0) * (THREADS / 32) + (threadIdx.x >> 5);
     int64_t i0 = blk * BNB_OPTIM_BLOCK;
@@ -312,9 +284,9 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
         elem_update(h, g, p, s1[k], s2[k], s3[k]);
         P[i] = from_f<PT>(p);
     }
-    req8(q1, smap1, lo1, i0, blk, len, j0, s1);
-    if (two) req8(q2, smap2, lo2, i0, blk, len, j0, s2);
-    if (three) req8(q1, smap1, lo1, (int64_t)t.npad + i0, blk3, len, j0, s3);
+    req8(q1, smap1, i0, blk, len, j0, s1);
+    if (two) req8(q2, smap2, i0, blk, len, j0, s2);
+    if (three) req8(q1, smap1, (int64_t)t.npad + i0, blk3, len, j0, s3);
 }
 
 /* ------------------------------------------------------------------------------------------ LAMB/LARS norms */

@@ -100,32 +100,18 @@ static inline BNB_OPTIM_HD size_t bnb_opt8_map_offset(int64_t n) {
     return BNB_PAD((size_t)n, 16) + BNB_PAD((size_t)nblk * 4, 16);
 }
 
-/* Nearest code of y in a sorted 256-entry map (bitsandbytes' search: 7 halving steps from 127, then the nearer
- * neighbour by the midpoint, ties toward the pivot), then the sign rule of the 8-bit optimizers: a nonzero value
- * never gets a code of the opposite sign (move one code toward it). `lo` is -1 for signed maps, 0 for unsigned. */
-static inline BNB_OPTIM_HD int bnb_optim_quantize_code(const float *map, float lo, float y, float value) {
-    int pivot = 127, lo_p = 0, hi_p = 255;
-    float lov = lo, hiv = 1.0f, val = map[127];
-    for (int step = 64; step > 0; step >>= 1) {
-        if (y > val) {
-            lo_p = pivot;
-            lov = val;
-            pivot += step;
-        } else {
-            hi_p = pivot;
-            hiv = val;
-            pivot -= step;
-        }
-        val = map[pivot];
-    }
-    int c;
-    if (y > val)
-        c = y > (hiv + val) * 0.5f ? hi_p : pivot;
-    else
-        c = y < (lov + val) * 0.5f ? lo_p : pivot;
+/* Nearest code of y in a sorted 256-entry map: a branch-free lower bound (8 halving steps), then the nearer of the
+ * two neighbours (a tie goes to the lower code; bitsandbytes' search sends exact midpoints toward its pivot, so codes
+ * can differ on exact ties only). Then the sign rule of the 8-bit optimizers: a nonzero value never gets a code of
+ * the opposite sign (move one code toward it). Shared by the CPU and CUDA kernels so both give the same codes. */
+static inline BNB_OPTIM_HD int bnb_optim_quantize_code(const float *map, float y, float value) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += map[i + step - 1] < y ? step : 0;
+    int lo = i > 0 ? i - 1 : 0;
+    int c = (y - map[lo] <= map[i] - y) ? lo : i;
     float cv = map[c];
-    if (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) c--;
-    else if (value > 0.0f && cv < 0.0f && c < 255) c++;
+    c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
+    c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
     return c;
 }
 
