@@ -110,6 +110,21 @@ static bnb_model *load_gguf(const char *path, const bnb_model_params *params) {
         goto done;
     }
     if (gguf_int(g, path, arch, "attention.key_length", false, c.n_embd / c.n_head, &c.head_dim)) goto done;
+    int64_t n_rot;
+    if (gguf_int(g, path, arch, "rope.dimension_count", false, c.head_dim, &n_rot)) goto done;
+    if (n_rot != c.head_dim) {
+        bnb_fail(BNB_ERR_UNSUPPORTED, "%s: llama.rope.dimension_count %lld != head dim %lld: partial rotary "
+                 "embeddings are not supported", path, (long long)n_rot, (long long)c.head_dim);
+        goto done;
+    }
+    if (bnb_gguf_find_key(g, "llama.rope.scaling.type") >= 0 || bnb_gguf_find_tensor(g, "rope_freqs.weight") >= 0) {
+        const char *sc = bnb_gguf_get_str(g, "llama.rope.scaling.type", NULL);
+        if (!sc || strcmp(sc, "none") != 0) {
+            bnb_fail(BNB_ERR_UNSUPPORTED, "%s: RoPE scaling (llama.rope.scaling.type / rope_freqs) is not supported",
+                     path);
+            goto done;
+        }
+    }
     double eps, base;
     if (gguf_float(g, path, arch, "attention.layer_norm_rms_epsilon", 1e-5, &eps) ||
         gguf_float(g, path, arch, "rope.freq_base", 10000.0, &base))

@@ -102,10 +102,10 @@ int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
     if (n == 0) return 0;
     int32_t k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
     /* full sort when k is large; otherwise select the top k by a partial pass */
-    if (k == n) {
+    if (k == n || k > 64) {
         qsort(s->cands, (size_t)n, sizeof(cand), cand_desc);
     } else {
-        for (int32_t i = 0; i < k; i++) { /* k is small (<= a few hundred typical) */
+        for (int32_t i = 0; i < k; i++) { /* k <= 64: k selection passes beat a full sort */
             int32_t b = i;
             for (int32_t j = i + 1; j < n; j++)
                 if (cand_desc(&s->cands[j], &s->cands[b]) < 0) b = j;
