@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets (clang, -fsanitize=fuzzer,address,undefined) and run each for N executions.
-#   tests/fuzz/run-fuzzers.sh [RUNS=1000000] [BUILD_DIR=build-fuzz]
+#   [TARGETS="gguf safetensors tokenizer"] [FUZZ_FROM_HEAD=1] tests/fuzz/run-fuzzers.sh [RUNS=1000000] [BUILD_DIR]
 # FUZZ_FROM_HEAD=1 builds the committed sources (git archive HEAD) instead of the working tree (useful while other
 # files are mid-edit). Needs clang with libFuzzer (Debian: clang + libclang-rt-<ver>-dev or the clang package's bundled runtime).
 # Prints, per target, the executions done and whether it crashed; exits non-zero on any crash.
@@ -34,7 +34,7 @@ done
 "$OUT/make-seeds" "$OUT/corpus"
 
 status=0
-for t in gguf safetensors tokenizer; do
+for t in ${TARGETS:-gguf safetensors tokenizer}; do
   "$CC" "${FLAGS[@]}" -fsanitize=fuzzer "$SRC_ROOT/tests/fuzz/fuzz-$t.c" "${OBJS[@]}" -lm -o "$OUT/fuzz-$t"
   mkdir -p "$OUT/corpus/$t" "$OUT/crashes-$t"
   log="$OUT/fuzz-$t.log"
