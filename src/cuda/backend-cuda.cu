@@ -145,7 +145,9 @@ static bool too_large(const bnb_tensor *t) { return bnb_nelements(t) > BNB_CUDA_
 static bool cuda_supports(bnb_backend *be, const bnb_tensor *t) {
     (void)be;
     if (too_large(t)) return false;
-    if (t->op != BNB_OP_NONE && !bnb_op_is_view(t->op) && !bnb_is_contiguous(t)) return false; /* results are dense */
+    /* results are dense, except in-place nodes (view_src set: CPY into a view, optimizer updates) that write
+     * through their own strides */
+    if (t->op != BNB_OP_NONE && !bnb_op_is_view(t->op) && !t->view_src && !bnb_is_contiguous(t)) return false;
     for (int s = 0; s < BNB_MAX_SRC; s++)
         if (t->src[s] && too_large(t->src[s])) return false;
     if (bnb_is_mul_mat_quant(t)) return bnb_type_is_float(t->src[1]->type); /* quant.cu */
