@@ -359,13 +359,17 @@ static void test_forward(bnb_backend *be, const bnb_model_config *c, const char 
                 double *sim = tc_malloc((size_t)(NTOK * V) * sizeof(double));
                 ref_forward(&qr, g_tokens, NTOK, sim);
                 double e = rel_diff_d(step, sim, NTOK * V);
-                tc_check(e < 1e-4, "%s [%s]: %s weights vs float64 forward with the stored weights: rel err %.3g "
-                         "(< 1e-4)", tag, bnb_backend_name(be), bnb_weight_kind_name(kinds[i].k), e);
+                /* the CPU computes in f32; cuBLASLt multiplies f16/nf4 weights in f16 (activations rounded to f16) */
+                double tol = bnb_backend_is_cpu(be) ? 1e-4 : 2e-3;
+                tc_check(e < tol, "%s [%s]: %s weights vs float64 forward with the stored weights: rel err %.3g "
+                         "(< %g)", tag, bnb_backend_name(be), bnb_weight_kind_name(kinds[i].k), e, tol);
                 free(sim);
             }
             ref_free(&qr);
         }
-        if (kinds[i].k == BNB_WEIGHTS_INT8 && st == BNB_OK) {
+        /* CUDA runs 1-16 tokens through the weight-only int8 path (activations stay float), so the LLM.int8
+         * simulation (activations quantized too) is the CPU's reference only; CUDA is held to the f32 bound above */
+        if (kinds[i].k == BNB_WEIGHTS_INT8 && st == BNB_OK && bnb_backend_is_cpu(be)) {
             double *sim = tc_malloc((size_t)(NTOK * V) * sizeof(double));
             ref_forward_k(&rm, g_tokens, NTOK, sim, true);
             double e = rel_diff_d(step, sim, NTOK * V);
@@ -653,7 +657,8 @@ int main(int argc, char **argv) {
     for (int b = 0; b < bl.n; b++) {
         for (int ci = 0; ci < 2; ci++) test_forward(bl.be[b], &cfgs[ci], tags[ci], NULL);
         if (!bnb_backend_is_cpu(bl.be[b])) {
-            const double tol[4] = {1e-4, 1e-3, 2e-3, 1e-3};
+            /* int8: the CPU quantizes activations (LLM.int8), CUDA's weight-only path for <= 16 tokens does not */
+            const double tol[4] = {1e-4, 1e-3, 3e-2, 2e-3};
             float *lg = tc_malloc((size_t)(NTOK * 64) * sizeof(float));
             for (int k = 0; k < 4; k++)
                 if (tc_require(kind_logits(bl.be[b], &cfgs[0], (bnb_weight_kind)k, lg), "%s %s logits",
