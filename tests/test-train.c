@@ -149,6 +149,47 @@ done:
     bnb_trainer_free(t32);
 }
 
+/* The training graph and the inference model (bnb_model_load of the f32 export) compute the same loss: validation
+ * loss of the trainer vs cross-entropy from bnb_model_eval's logits on the same windows (GQA: 4 heads, 2 kv heads). */
+static void test_export_matches_model(const int32_t *tok, int64_t n) {
+    bnb_train_config c = tiny_config(8);
+    c.model.n_head_kv = 2;
+    c.batch = 4;
+    c.steps = 20;
+    bnb_trainer *t = bnb_trainer_new(&c, tok, n);
+    char path[256];
+    snprintf(path, sizeof path, "test-train-gqa-%ld.gguf", (long)getpid());
+    float val = 0;
+    bool ok = t && run_steps(t, 20, NULL) && bnb_trainer_eval(t, 1, &val) == BNB_OK &&
+              bnb_trainer_export(t, path, BNB_WEIGHTS_F32) == BNB_OK;
+    bnb_model_params mp = bnb_model_default_params();
+    mp.n_threads = 2;
+    bnb_model *m = ok ? bnb_model_load(path, &mp) : NULL;
+    check(m != NULL, "GQA model trained, exported and loaded by bnb_model_load (%s)", m ? "ok" : bnb_last_error());
+    if (m) {
+        int64_t T = c.seq, V = 256, n_train = n - (int64_t)((double)n * c.val_fraction);
+        float *logits = malloc((size_t)(T * V) * sizeof(float));
+        double sum = 0;
+        for (int64_t b = 0; b < c.batch && ok; b++) {
+            const int32_t *w = tok + n_train + b * T;
+            ok = bnb_model_eval(m, w, T, 0, true, logits) == BNB_OK;
+            for (int64_t i = 0; i < T && ok; i++) {
+                const float *l = logits + i * V;
+                double mx = l[0], se = 0;
+                for (int v = 1; v < V; v++) mx = fmax(mx, l[v]);
+                for (int v = 0; v < V; v++) se += exp(l[v] - mx);
+                sum += mx + log(se) - l[w[i + 1]];
+            }
+        }
+        double ref = sum / (double)(c.batch * T);
+        check(ok && fabs(ref - val) < 1e-3, "trainer validation loss %.6f == inference model loss %.6f", val, ref);
+        free(logits);
+        bnb_model_free(m);
+    }
+    unlink(path);
+    bnb_trainer_free(t);
+}
+
 static bool same_weights(bnb_trainer *a, bnb_trainer *b) {
     const bnb_model_config *m = bnb_trainer_model_config(a);
     const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"};
@@ -255,6 +296,7 @@ int main(void) {
     int32_t *tok = load_tokens(&n);
     time_t t0 = time(NULL);
     test_learning(tok, n);
+    test_export_matches_model(tok, n);
     test_resume(tok, n, 8, 1, 100);
     test_resume(tok, n, 8, 2, 5);
     test_resume(tok, n, 32, 1, 100);

@@ -107,10 +107,7 @@ static bnb_tensor *attention(bnb_context *ctx, const bnb_trainer *t, const train
     q = bnb_cont(ctx, bnb_permute(ctx, bnb_reshape_4d(ctx, q, hd, H, T, B), 0, 2, 1, 3));   /* [hd, T, H, B] */
     k = bnb_cont(ctx, bnb_permute(ctx, bnb_reshape_4d(ctx, k, hd, Hkv, T, B), 0, 2, 1, 3)); /* [hd, T, Hkv, B] */
     bnb_tensor *vt = bnb_cont(ctx, bnb_permute(ctx, v, 1, 2, 0, 3));                        /* [T, hd, Hkv, B] */
-    if (Hkv != H) { /* grouped-query attention: repeat the kv heads */
-        k = bnb_repeat(ctx, k, bnb_new_tensor_4d(ctx, BNB_TYPE_F32, hd, T, H, B));
-        vt = bnb_repeat(ctx, vt, bnb_new_tensor_4d(ctx, BNB_TYPE_F32, T, hd, H, B));
-    }
+    /* grouped-query attention: mul_mat broadcasts k/v over the heads, q head h reading kv head h / (H / Hkv) */
     bnb_tensor *kq = bnb_mul_mat(ctx, k, q); /* [T_k, T_q, H, B] */
     kq = bnb_softmax(ctx, kq, 1.0f / sqrtf((float)hd), true);
     bnb_tensor *o = bnb_mul_mat(ctx, vt, kq); /* [hd, T_q, H, B] */
