@@ -18,6 +18,7 @@
 #include "bnb-model.h"
 
 static int n_pass, n_fail;
+static bnb_backend *g_backend; /* NULL: the trainer's own CPU backend; --backend cuda: a CUDA backend */
 static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #include <stdarg.h>
 static void check(bool ok, const char *fmt, ...) {
@@ -80,6 +81,7 @@ static bnb_train_config tiny_config(int bits) {
     c.clip = 1.0f;
     c.n_threads = 2;
     c.seed = 7;
+    c.backend = g_backend;
     return c;
 }
 
@@ -182,7 +184,7 @@ static void test_export_matches_model(const int32_t *tok, int64_t n) {
             }
         }
         double ref = sum / (double)(c.batch * T);
-        check(ok && fabs(ref - val) < 1e-3, "trainer validation loss %.6f == inference model loss %.6f", val, ref);
+        check(ok && fabs(ref - val) < (g_backend ? 2e-2 : 1e-3), "trainer validation loss %.6f == inference model loss %.6f", val, ref);
         free(logits);
         bnb_model_free(m);
     }
@@ -224,9 +226,15 @@ static void test_resume(const int32_t *tok, int64_t n, int bits, int accum, int 
     check(ok, "resume run (%d-bit, accum %d, pclip %d): %s", bits, accum, pclip, ok ? "ok" : bnb_last_error());
     if (ok) {
         bool eq = memcmp(la + N, lb + N, N * sizeof(float)) == 0 && memcmp(la, lb, N * sizeof(float)) == 0;
-        check(eq, "resumed losses equal the uninterrupted run bit for bit (step %d: %.7f vs %.7f, step %d: %.7f vs "
-              "%.7f)", N + 1, la[N], lb[N], 2 * N, la[2 * N - 1], lb[2 * N - 1]);
-        check(same_weights(a, b), "resumed weights equal the uninterrupted run bit for bit");
+        double md = 0;
+        for (int i = 0; i < 2 * N; i++) md = fmax(md, fabs((double)la[i] - lb[i]));
+        if (g_backend) /* GPU kernels may sum with atomics: equal to rounding */
+            check(md < 2e-3, "CUDA: resumed losses match the uninterrupted run (max diff %.3g, bitwise %s)", md,
+                  eq ? "yes" : "no");
+        else
+            check(eq, "resumed losses equal the uninterrupted run bit for bit (step %d: %.7f vs %.7f, step %d: %.7f "
+                  "vs %.7f)", N + 1, la[N], lb[N], 2 * N, la[2 * N - 1], lb[2 * N - 1]);
+        if (!g_backend) check(same_weights(a, b), "resumed weights equal the uninterrupted run bit for bit");
     }
     /* a truncated checkpoint is rejected with BNB_ERR_IO */
     if (ok) {
@@ -291,7 +299,16 @@ static void test_kill_during_save(const int32_t *tok, int64_t n) {
     bnb_trainer_free(t);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--backend") == 0 && strcmp(argv[i + 1], "cuda") == 0) {
+            if (!bnb_cuda_available()) {
+                printf("no CUDA device: skipped\n");
+                return 77;
+            }
+            g_backend = bnb_backend_cuda_new(0);
+            if (!g_backend) return printf("cuda backend: %s\n", bnb_last_error()), 1;
+        }
     int64_t n = 0;
     int32_t *tok = load_tokens(&n);
     time_t t0 = time(NULL);
@@ -300,8 +317,9 @@ int main(void) {
     test_resume(tok, n, 8, 1, 100);
     test_resume(tok, n, 8, 2, 5);
     test_resume(tok, n, 32, 1, 100);
-    test_kill_during_save(tok, n);
+    if (!g_backend) test_kill_during_save(tok, n); /* fork: CPU only (a CUDA context does not survive fork) */
     free(tok);
+    if (g_backend) bnb_backend_free(g_backend);
     printf("%d passed, %d failed (%ld s)\n", n_pass, n_fail, (long)(time(NULL) - t0));
     return n_fail ? 1 : 0;
 }
