@@ -197,7 +197,8 @@ int main(int argc, char **argv) {
     FILE *log = NULL;
     if (log_path) {
         log = fopen(log_path, resume ? "a" : "w");
-        if (log && !resume) fprintf(log, "step,lr,train_loss,val_loss,tokens_per_s\n");
+        if (log && ftell(log) == 0 && fseek(log, 0, SEEK_END) == 0 && ftell(log) == 0) /* new file: header */
+            fprintf(log, "step,lr,train_loss,val_loss,tokens_per_s\n");
     }
     int64_t cap = cfg.steps + 2, n_tr = 0, n_va = 0;
     int64_t *tx = malloc((size_t)cap * sizeof(int64_t)), *vx = malloc((size_t)cap * sizeof(int64_t));
