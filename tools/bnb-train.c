@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +68,8 @@ static void print_memory(const bnb_trainer *t, int bits) {
             "AdamW would be %.2f MiB), activations %.2f MiB, total %.2f MiB\n", m.params * mb, (long long)m.n_params,
             m.grads * mb, m.optim_states * mb, bits, 8.0 * (double)m.n_params * mb, m.activations * mb,
             (m.params + m.grads + m.optim_states + m.activations) * mb);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) fprintf(stderr, "process peak RSS: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
 }
 
 int main(int argc, char **argv) {
