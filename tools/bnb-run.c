@@ -11,7 +11,7 @@ static void usage(FILE *f) {
             "  --chat                 wrap the prompt in the ChatML template (<|im_start|>user ... assistant)\n"
             "  --weights KIND         f32 | f16 | int8 | nf4 (default f32); int8 = LLM.int8 with outlier threshold\n"
             "  --int8-threshold T     LLM.int8 outlier threshold (default 6.0; 0 = no decomposition)\n"
-            "  --device cpu|cuda      where to run (default cpu)\n"
+            "  --device auto|cpu|cuda where to run (default auto: cuda when a GPU is present, else cpu)\n"
             "  --threads N            CPU threads (default: all cores)\n"
             "  --ctx N                KV cache length (default: min(model context, 2048))\n"
             "  --seed S               sampling seed (default 42)\n"
@@ -25,7 +25,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     const char *prog = "bnb-run";
-    const char *model_path = NULL, *prompt = "Once upon a time", *device = "cpu", *weights = "f32";
+    const char *model_path = NULL, *prompt = "Once upon a time", *device = "auto", *weights = "f32";
     long long n_predict = 64, threads = 0, n_ctx = 0;
     bool chat = false;
     double int8_thr = 6.0;

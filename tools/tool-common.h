@@ -51,6 +51,7 @@ static inline double tool_float(const char *opt, const char *s, double lo, doubl
 
 /* --device cpu|cuda -> a backend (NULL after printing why). */
 static inline bnb_backend *tool_backend(const char *device, int threads, const char *prog) {
+    if (!strcmp(device, "auto")) device = bnb_cuda_available() ? "cuda" : "cpu"; /* the GPU when there is one */
     if (!strcmp(device, "cpu")) {
         bnb_backend *be = bnb_backend_cpu_new(threads);
         if (!be) fprintf(stderr, "%s: cannot create the CPU backend: %s\n", prog, bnb_last_error());

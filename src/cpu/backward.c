@@ -8,9 +8,7 @@
 #include <omp.h>
 #endif
 
-#define BW_PAR_MIN 16384 /* below this many elements a kernel runs on one thread */
 
-static inline int bw_threads(const bnb_cpu_ctx *c, int64_t n) { return n < BW_PAR_MIN ? 1 : c->n_threads; }
 
 /* Row r (flattened over dims 1..3) of t. */
 static inline const char *row_ptr(const bnb_tensor *t, int64_t r) {
@@ -31,7 +29,7 @@ static bnb_status fill(const bnb_cpu_ctx *c, bnb_tensor *node) {
     float *y = node->data;
     const float v = bnb_get_op_f32(node, 0);
     const int64_t n = bnb_nelements(node);
-#pragma omp parallel for num_threads(bw_threads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = v;
     return BNB_OK;
 }
@@ -39,7 +37,7 @@ static bnb_status fill(const bnb_cpu_ctx *c, bnb_tensor *node) {
 static bnb_status repeat(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *a = node->src[0];
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const int64_t i1 = r % node->ne[1], i2 = (r / node->ne[1]) % node->ne[2], i3 = r / (node->ne[1] * node->ne[2]);
         const char *ap = (const char *)a->data + (a->ne[1] == 1 ? 0 : i1) * a->nb[1] +
@@ -68,7 +66,7 @@ static bnb_status sum_to(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const int64_t ntask = bnb_nrows(node) * nchunk;
     /* dims 1..3 to loop over for one output row: the full source extent where the output has 1 */
     const int64_t e1 = no[1] == na[1] ? 1 : na[1], e2 = no[2] == na[2] ? 1 : na[2], e3 = no[3] == na[3] ? 1 : na[3];
-    const int nth = bw_threads(c, bnb_nelements(a));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(a));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         const int64_t ro = t / nchunk, ch = t % nchunk;
@@ -104,7 +102,7 @@ static bnb_status acc_grad(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *g = node->src[1];
     float *acc = node->data; /* = src[0]'s data */
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *gp = row_ptr(g, r);
         float *y = acc + r * ne0;
@@ -153,7 +151,7 @@ static bnb_status unary_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_op op = (bnb_op)node->op_params[0];
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
     const bool fast = f32_rows(gy) && f32_rows(x);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *gp = row_ptr(gy, r), *xp = row_ptr(x, r);
         float *y = (float *)node->data + r * ne0;
@@ -173,7 +171,7 @@ static bnb_status unary_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
 static bnb_status max_rows_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *gy = node->src[0], *x = node->src[1];
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *xp = row_ptr(x, r);
         int64_t best = 0;
@@ -203,7 +201,7 @@ static bnb_status get_rows_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     }
     float *out = node->data;
     memset(out, 0, (size_t)(K * R) * sizeof(float));
-    const int nth = bw_threads(c, K * N);
+    const int nth = bnb_cpu_threads(c, K * N);
 #pragma omp parallel num_threads(nth)
     {
 #ifdef _OPENMP
@@ -258,7 +256,7 @@ static bnb_status view_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     memset(out, 0, (size_t)bnb_nelements(node) * sizeof(float));
     const int64_t ne0 = gy->ne[0], nrows = bnb_nrows(gy);
     /* overlapping views (stride 0, sliding windows) add into the same element: run those on one thread */
-    const int nth = view_injective(gy->ne, st) ? bw_threads(c, bnb_nelements(gy)) : 1;
+    const int nth = view_injective(gy->ne, st) ? bnb_cpu_threads(c, bnb_nelements(gy)) : 1;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const int64_t i1 = r % gy->ne[1], i2 = (r / gy->ne[1]) % gy->ne[2], i3 = r / (gy->ne[1] * gy->ne[2]);
@@ -275,7 +273,7 @@ static bnb_status softmax_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bnb_tensor *gy = node->src[0], *yt = node->src[1];
     const float scale = bnb_get_op_f32(node, 0);
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *g = row_ptr(gy, r), *y = row_ptr(yt, r);
         double dot = 0;
@@ -293,7 +291,7 @@ static bnb_status norm_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool layer = node->op == BNB_OP_LAYER_NORM_BACK;
     const double eps = bnb_get_op_f32(node, 0);
     const int64_t ne0 = node->ne[0], nrows = bnb_nrows(node);
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *g = row_ptr(gy, r), *x = row_ptr(xt, r);
         double mu = 0, ss = 0;
@@ -323,7 +321,7 @@ static bnb_status rope_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool neox = node->op_params[1] == BNB_ROPE_NEOX;
     const double base = bnb_get_op_f32(node, 2);
     const int64_t hd = node->ne[0], nh = node->ne[1], nt = node->ne[2], half = n_rot / 2;
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static)
     for (int64_t t = 0; t < nt * nh; t++) {
         const int64_t it = t / nh, h = t % nh;
         const double p = (double)*(const int32_t *)((const char *)pos->data + it * pos->nb[0]);
@@ -348,7 +346,7 @@ static bnb_status cross_entropy_back(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const int64_t V = node->ne[0], nrows = bnb_nrows(node);
     const float scale = bnb_cpu_load(gy->data, gy->type) / (float)nrows;
     int bad = 0;
-#pragma omp parallel for num_threads(bw_threads(c, bnb_nelements(node))) schedule(static) reduction(| : bad)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, bnb_nelements(node))) schedule(static) reduction(| : bad)
     for (int64_t r = 0; r < nrows; r++) {
         /* targets: element r in flattened order */
         const int64_t t0 = r % tg->ne[0], t1 = (r / tg->ne[0]) % tg->ne[1], t2 = (r / (tg->ne[0] * tg->ne[1])) % tg->ne[2],

@@ -17,6 +17,14 @@ typedef struct bnb_cpu_ctx {
 /* Scratch bytes the kernel for node needs with n_threads threads (0 for most ops). */
 size_t bnb_cpu_work_size(const bnb_tensor *node, int n_threads);
 
+/* Threads for a kernel of `work` element-operations: below BNB_CPU_PAR_MIN it runs on one thread, because an OpenMP
+ * fork/join costs microseconds, and far more when the cores are shared with other processes (decode of a small model
+ * runs hundreds of tiny kernels per token). */
+#define BNB_CPU_PAR_MIN 32768
+static inline int bnb_cpu_threads(const bnb_cpu_ctx *c, int64_t work) {
+    return work < BNB_CPU_PAR_MIN || c->n_threads < 1 ? 1 : c->n_threads;
+}
+
 /* Load/store one element of a float type as f32 (for generic strided paths). */
 static inline float bnb_cpu_load(const void *p, bnb_type t) {
     switch (t) {

@@ -7,7 +7,7 @@ bnb_status bnb_cpu_cpy(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const size_t es = bnb_type_size(node->type);
     const bool same = src->type == node->type;
     const bool rows_contig = same && src->nb[0] == es && node->nb[0] == es;
-    const int nth = nrows * ne0 >= 32768 ? c->n_threads : 1;
+    const int nth = bnb_cpu_threads(c, nrows * ne0);
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const int64_t i1 = r % ne1, i2 = (r / ne1) % ne2, i3 = r / (ne1 * ne2);

@@ -14,7 +14,6 @@
 #endif
 
 #define EW_BLOCK 8192    /* elements of one row per task */
-#define EW_PAR_MIN 32768 /* below this many elements a kernel runs on one thread */
 
 /* Iteration geometry of one operand: data, dims and byte strides (possibly flattened). */
 typedef struct {
@@ -44,7 +43,6 @@ static inline char *ew_row(const ew_view *v, int64_t i1, int64_t i2, int64_t i3)
            (v->ne[3] == 1 ? 0 : i3) * v->nb[3];
 }
 
-static inline int ew_threads(const bnb_cpu_ctx *c, int64_t n) { return n < EW_PAR_MIN ? 1 : c->n_threads; }
 
 /* Decode task -> row indices and element range [*i0, *i1) within the row. */
 static inline void ew_task(const ew_view *d, int64_t nblk, int64_t task, int64_t idx[3], int64_t *e0, int64_t *e1) {
@@ -150,7 +148,7 @@ bnb_status bnb_cpu_cont(const bnb_cpu_ctx *c, bnb_tensor *node) {
         /* strided source rows (e.g. a transpose): copy 32x32 tiles so each source cache line is used 32 times */
         enum { TILE = 32 };
         const int64_t nrb = (d.ne[1] + TILE - 1) / TILE, ntile = nrb * d.ne[2] * d.ne[3];
-        const int nth = ew_threads(c, bnb_nelements(node));
+        const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int64_t t = 0; t < ntile; t++) {
             const int64_t r0 = (t % nrb) * TILE, r1 = BNB_MIN(d.ne[1], r0 + TILE);
@@ -169,7 +167,7 @@ bnb_status bnb_cpu_cont(const bnb_cpu_ctx *c, bnb_tensor *node) {
     }
     const int64_t nblk = (d.ne[0] + EW_BLOCK - 1) / EW_BLOCK;
     const int64_t ntask = nblk * d.ne[1] * d.ne[2] * d.ne[3];
-    const int nth = ew_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         int64_t idx[3], e0, e1;
@@ -229,7 +227,7 @@ bnb_status bnb_cpu_binary(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const size_t bstride = b_scalar ? 0 : b.nb[0];
     const int64_t nblk = (d.ne[0] + EW_BLOCK - 1) / EW_BLOCK;
     const int64_t ntask = nblk * d.ne[1] * d.ne[2] * d.ne[3];
-    const int nth = ew_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         int64_t idx[3], e0, e1;
@@ -303,7 +301,7 @@ bnb_status bnb_cpu_unary(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool fast = a.type == BNB_TYPE_F32 && d.type == BNB_TYPE_F32 && a.nb[0] == 4 && d.nb[0] == 4;
     const int64_t nblk = (d.ne[0] + EW_BLOCK - 1) / EW_BLOCK;
     const int64_t ntask = nblk * d.ne[1] * d.ne[2] * d.ne[3];
-    const int nth = ew_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         int64_t idx[3], e0, e1;

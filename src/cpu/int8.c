@@ -81,7 +81,7 @@ typedef struct {
 static void quant_rows(const bnb_cpu_ctx *c, const bnb_tensor *x, float thr, quant_out *o, uint8_t *flags,
                        float *rowbuf) {
     const int64_t K = x->ne[0], T = bnb_nrows(x);
-    const int nth = c->n_threads;
+    const int nth = bnb_cpu_threads(c, K * T);
     o->n_outl = 0;
     if (thr > 0) {
 #pragma omp parallel num_threads(nth)
@@ -330,7 +330,7 @@ static void mm_run(const bnb_cpu_ctx *c, const mm_job *jb, const mm_scratch *s) 
     const int64_t n_blocks = (O + ob - 1) / ob;
     const int isa = int8_isa();
     const int32_t n_outl = jb->n_outl;
-#pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, T * K * O)) schedule(dynamic, 1)
     for (int64_t blk = 0; blk < n_blocks; blk++) {
         char *mine = (char *)c->work + s->thread0 + (size_t)thread_id() * s->per_thread;
         int32_t *wsum = (int32_t *)mine;                                   /* [ob] */
@@ -458,7 +458,7 @@ bnb_status bnb_cpu_int8_vectorwise_quant(const bnb_cpu_ctx *c, bnb_tensor *node)
         uint16_t *vals = (uint16_t *)(base + l.outl_val_offs);
         const int64_t T = l.rows;
         const int32_t n = o.n_outl;
-#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, T * K)) schedule(static)
         for (int64_t r = 0; r < T; r++) {
             const float *xr = load_row_f32(x, r, rowbuf + (size_t)thread_id() * K);
             for (int32_t j = 0; j < n; j++) vals[(int64_t)j * T + r] = bnb_f32_to_f16(xr[idx[j]]);
@@ -482,7 +482,7 @@ bnb_status bnb_cpu_int8_dequantize(const bnb_cpu_ctx *c, bnb_tensor *node) {
     }
     float *y = node->data;
     const int64_t K = l.cols, T = l.rows;
-#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, T * K)) schedule(static)
     for (int64_t r = 0; r < T; r++) {
         const float s = rowmax[r] / 127.f;
         for (int64_t k = 0; k < K; k++) y[r * K + k] = (float)qv[r * K + k] * s;

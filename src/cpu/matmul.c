@@ -499,7 +499,7 @@ bnb_status bnb_cpu_mul_mat(const bnb_cpu_ctx *c, bnb_tensor *node) {
                         bnb_type_name(b->type));
     if (bnb_nelements(node) == 0) return BNB_OK;
     mm_args g = mm_args_of(node);
-    int nt = BNB_MAX(c->n_threads, 1);
+    int nt = bnb_cpu_threads(c, g.M * g.N * g.K / 8); /* a multiply-add is cheaper than an elementwise op */
     if (g.K == 0) { /* empty sums */
         for (int64_t i3 = 0; i3 < g.nb3; i3++)
             for (int64_t i2 = 0; i2 < g.nb2; i2++)

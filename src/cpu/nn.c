@@ -8,9 +8,7 @@
 
 #include <math.h>
 
-#define NN_PAR_MIN 16384 /* below this many elements a kernel runs on one thread */
 
-static inline int nn_threads(const bnb_cpu_ctx *c, int64_t n) { return n < NN_PAR_MIN ? 1 : c->n_threads; }
 
 /* Byte address of row r (flattened over dims 1..3) of t. */
 static inline char *row_at(const bnb_tensor *t, int64_t r) {
@@ -53,7 +51,7 @@ bnb_status bnb_cpu_get_rows(const bnb_cpu_ctx *c, bnb_tensor *node) {
             return bnb_fail(BNB_ERR_INVALID_ARG, "cpu get_rows: index %d at position %lld is outside [0, %lld)", r,
                             (long long)n, (long long)R);
     }
-    const int nth = nn_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const int32_t r = *(const int32_t *)((const char *)idx->data + n * idx->nb[0]);
@@ -87,7 +85,7 @@ bnb_status bnb_cpu_concat(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const int dim = node->op_params[0];
     const size_t es = bnb_type_size(node->type);
     const int64_t nrows = bnb_nrows(node);
-    const int nth = nn_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         int64_t i[4] = {0, r % node->ne[1], (r / node->ne[1]) % node->ne[2], r / (node->ne[1] * node->ne[2])};
@@ -116,7 +114,7 @@ bnb_status bnb_cpu_softmax(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool causal = node->op_params[1] != 0;
     const int64_t ne0 = a->ne[0], ne1 = a->ne[1], nrows = bnb_nrows(a);
     const bool fast = a->type == BNB_TYPE_F32 && node->type == BNB_TYPE_F32 && a->nb[0] == 4 && node->nb[0] == 4;
-    const int nth = nn_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         /* visible columns [0, lim): the causal mask lets query i1 see keys up to i1 + (ne0 - ne1) */
@@ -159,7 +157,7 @@ bnb_status bnb_cpu_norm(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const double eps = bnb_get_op_f32(node, 0);
     const int64_t ne0 = a->ne[0], nrows = bnb_nrows(a);
     const bool fast = a->type == BNB_TYPE_F32 && node->type == BNB_TYPE_F32 && a->nb[0] == 4 && node->nb[0] == 4;
-    const int nth = nn_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *xp = row_at(a, r);
@@ -248,7 +246,7 @@ bnb_status bnb_cpu_rope(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const int64_t hd = a->ne[0], nh = a->ne[1], nt = a->ne[2], half = n_rot / 2;
     const bool fast = a->type == BNB_TYPE_F32 && node->type == BNB_TYPE_F32 && a->nb[0] == 4 && node->nb[0] == 4;
     const size_t sa = a->nb[0], sd = node->nb[0];
-    const int nth = nn_threads(c, bnb_nelements(node));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(node));
     /* a task is one token (its cos/sin shared by all heads), or one (token, head) when tokens are too few to
      * occupy the threads */
     const bool per_head = nt < nth;
@@ -300,7 +298,7 @@ bnb_status bnb_cpu_cross_entropy(const bnb_cpu_ctx *c, bnb_tensor *node) {
     const bool fast = lg->type == BNB_TYPE_F32 && lg->nb[0] == 4;
     const size_t s0 = lg->nb[0];
     double total = 0;
-    const int nth = nn_threads(c, bnb_nelements(lg));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(lg));
 #pragma omp parallel for num_threads(nth) schedule(static) reduction(+ : total)
     for (int64_t r = 0; r < nrows; r++) {
         const char *xp = row_at(lg, r);

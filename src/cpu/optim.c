@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define OPT_PAR_MIN 16384 /* elements below which a kernel runs on one thread */
 
 typedef struct {
     int type;
@@ -328,7 +327,7 @@ static void trust_norms(const bnb_cpu_ctx *c, const bnb_tensor *node, const upd_
     int64_t n = bnb_nelements(pt);
     int bits = bnb_get_op_i32(node, BNB_UPD_P_BITS);
     double us = 0, ps = 0;
-    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    int nth = bnb_cpu_threads(c, n);
     if (bits == 32) {
         const float *S1 = node->src[2]->data, *S2 = node->src[3] ? node->src[3]->data : NULL;
 #pragma omp parallel for num_threads(nth) reduction(+ : us, ps) schedule(static)
@@ -378,7 +377,7 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         double u = sqrt(un), lim = max_unorm * sqrt(pn);
         h.uscale = u > lim ? (float)(lim / u) : 1.f;
     }
-    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    int nth = bnb_cpu_threads(c, n);
     if (bits == 32) {
         float *S1 = node->src[2]->data, *S2 = node->src[3] ? node->src[3]->data : NULL;
         float *S3 = h.type == BNB_OPTIM_ADEMAMIX ? S1 + n : NULL;
@@ -420,7 +419,7 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
 static double sqnorm(const bnb_cpu_ctx *c, const bnb_tensor *g) {
     int64_t n = bnb_nelements(g);
     double s = 0;
-    int nth = n < OPT_PAR_MIN ? 1 : c->n_threads;
+    int nth = bnb_cpu_threads(c, n);
     if (g->type == BNB_TYPE_F32) {
         const float *x = g->data;
 #pragma omp parallel for num_threads(nth) reduction(+ : s) schedule(static)

@@ -8,9 +8,7 @@
 #include <math.h>
 
 #define RED_BLOCK 16384  /* elements of one row per task (SUM) */
-#define RED_PAR_MIN 32768
 
-static inline int red_threads(const bnb_cpu_ctx *c, int64_t n) { return n < RED_PAR_MIN ? 1 : c->n_threads; }
 
 /* Sum of n contiguous floats in double with 8 lanes. */
 static double sum_f32(const float *restrict x, int64_t n) {
@@ -94,7 +92,7 @@ bnb_status bnb_cpu_reduce(const bnb_cpu_ctx *c, bnb_tensor *node) {
         const int64_t len = flat ? bnb_nelements(a) : ne0, nr = flat ? 1 : nrows;
         const size_t stride = flat ? bnb_type_size(a->type) : s0;
         const int64_t nblk = (len + RED_BLOCK - 1) / RED_BLOCK, ntask = nblk * nr;
-        const int nth = red_threads(c, bnb_nelements(a));
+        const int nth = bnb_cpu_threads(c, bnb_nelements(a));
         double total = 0;
 #pragma omp parallel for num_threads(nth) schedule(static) reduction(+ : total)
         for (int64_t t = 0; t < ntask; t++) {
@@ -107,7 +105,7 @@ bnb_status bnb_cpu_reduce(const bnb_cpu_ctx *c, bnb_tensor *node) {
     }
 
     /* per-row reductions; node is [1, ne1, ne2, ne3] */
-    const int nth = red_threads(c, bnb_nelements(a));
+    const int nth = bnb_cpu_threads(c, bnb_nelements(a));
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t r = 0; r < nrows; r++) {
         const char *p = row_ptr(a, r);
