@@ -476,6 +476,88 @@ BNB_API bnb_status bnb_plot_loss_svg(const char *path, const char *title, const 
 BNB_API void bnb_train_progress(int64_t step, int64_t steps, float loss, double tokens_per_s, double elapsed_s,
                                 double eta_s);
 
+/* ============================================================================================================== distributed
+ * Data-parallel training over NCCL (src/dist/). One process per GPU; NCCL is loaded at run time (dlopen of
+ * libnccl.so.2), so bnb has no link-time NCCL dependency: without libnccl (or without CUDA) the communicator calls
+ * fail with BNB_ERR_UNSUPPORTED. The NCCL unique id travels through a file: rank 0 writes it atomically (temp file +
+ * rename), the others poll for it. Launch with tools/bnb-train-dist.sh (sets RANK, WORLD_SIZE, LOCAL_RANK and
+ * NCCL_NVLS_ENABLE=0). Gradient modes: F32 all-reduce, BF16 all-reduce (gradients rounded to bf16 on the wire), or
+ * Q8: 8-bit blockwise compression (signed dynamic map, block 256, one f32 absmax per block): every rank quantizes
+ * its bucket, the codes and absmax are all-gathered, and every rank dequantizes and sums the ranks' parts in rank
+ * order, so all ranks hold identical sums. */
+typedef enum bnb_dist_mode { BNB_DIST_F32 = 0, BNB_DIST_BF16, BNB_DIST_Q8 } bnb_dist_mode;
+BNB_API const char *bnb_dist_mode_name(bnb_dist_mode m);                  /* "f32", "bf16", "q8" */
+BNB_API bnb_status bnb_dist_mode_parse(const char *s, bnb_dist_mode *out);
+
+typedef struct bnb_dist_comm bnb_dist_comm;
+BNB_API bool bnb_dist_nccl_available(void); /* CUDA build and libnccl.so.2 loadable */
+/* Communicator of rank `rank` of `world` on CUDA device `device`. id_file: the exchange file, the same path for all
+ * ranks on a filesystem they share; use a fresh path per run (a stale file would hand ranks > 0 an old id; the
+ * launcher script does this). timeout_s: how long ranks > 0 wait for it. */
+BNB_API bnb_dist_comm *bnb_dist_comm_new(int rank, int world, int device, const char *id_file, double timeout_s);
+/* From the environment: RANK, WORLD_SIZE, LOCAL_RANK (device), BNB_DIST_ID_FILE (default /tmp/bnb-nccl-id). */
+BNB_API bnb_dist_comm *bnb_dist_comm_from_env(void);
+BNB_API void bnb_dist_comm_free(bnb_dist_comm *c);
+BNB_API int bnb_dist_rank(const bnb_dist_comm *c);
+BNB_API int bnb_dist_world(const bnb_dist_comm *c);
+BNB_API int bnb_dist_device(const bnb_dist_comm *c);
+/* Sum F32 tensors of a CUDA backend across ranks, in place, in buckets of at most bucket_bytes (0: 25 MiB) on the
+ * backend's stream (synchronised on return). */
+BNB_API bnb_status bnb_dist_allreduce_tensors(bnb_dist_comm *c, bnb_backend *be, bnb_tensor **ts, int n,
+                                              bnb_dist_mode mode, size_t bucket_bytes);
+/* Sum of one host double over ranks (small scalars: losses, counts). */
+BNB_API bnb_status bnb_dist_allreduce_scalar(bnb_dist_comm *c, double *v);
+BNB_API bnb_status bnb_dist_barrier(bnb_dist_comm *c);
+/* Bytes this rank has sent so far by the collectives' algorithmic volume (ring all-reduce 2(W-1)/W of the
+ * buffer, all-gather and broadcast (W-1)/W of the gathered size); scalars excluded. */
+BNB_API uint64_t bnb_dist_bytes_sent(const bnb_dist_comm *c);
+
+/* ---- building blocks (host, no NCCL; unit-tested on the CPU) */
+/* Gradient buckets: tensors taken in REVERSE order (backward produces the last layers' gradients first), grouped
+ * while a bucket stays <= cap_bytes (a tensor larger than cap gets a bucket of its own). Returns the bucket count
+ * (<= n) written to out[] (room for n), -1 on bad arguments. Bucket k holds tensors first, first-1, ..., first-count+1. */
+typedef struct bnb_dist_bucket {
+    int first, count;
+    int64_t numel;
+} bnb_dist_bucket;
+BNB_API int bnb_dist_plan_buckets(const int64_t *numel, int n, size_t elem_bytes, size_t cap_bytes,
+                                  bnb_dist_bucket *out);
+/* 8-bit blockwise compression of n floats: codes[n], absmax[bnb_dist_q8_blocks(n)]. Non-finite input: BNB_ERR_NUMERIC. */
+BNB_API int64_t bnb_dist_q8_blocks(int64_t n);
+BNB_API size_t bnb_dist_q8_bytes(int64_t n); /* codes + absmax bytes on the wire */
+BNB_API bnb_status bnb_dist_q8_compress(const float *x, int64_t n, uint8_t *codes, float *absmax);
+/* acc[i] += dequantized value (the "sum locally" half of the compressed all-reduce) */
+BNB_API bnb_status bnb_dist_q8_decompress_add(const uint8_t *codes, const float *absmax, int64_t n, float *acc);
+/* ZeRO-1 ownership: whole tensors to ranks, largest first onto the least-loaded rank (ties: lower tensor index,
+ * lower rank), so every rank's state memory is near total / world. owner[n]; rank_numel[world] (may be NULL). */
+BNB_API bnb_status bnb_dist_zero_partition(const int64_t *numel, int n, int world, int *owner, int64_t *rank_numel);
+/* Exchange `bytes` bytes through `path`: rank 0 writes them (path.tmp.<pid>, then rename), other ranks poll until
+ * the file holds `bytes` bytes or timeout_s passes (BNB_ERR_IO). */
+BNB_API bnb_status bnb_dist_exchange_file(const char *path, int rank, void *data, size_t bytes, double timeout_s);
+
+/* ---- data-parallel trainer. cfg->accum is the PER-RANK accumulation; the global batch is batch * accum * world
+ * and rank r trains on micro-batches r*accum .. r*accum+accum-1 of the sequence a single-process trainer with
+ * accum * world would draw, so (F32 mode) W ranks == 1 rank with W x accumulation, within fp tolerance. cfg->backend
+ * must be the CUDA backend of the communicator's device. zero1: each rank keeps and updates the optimizer states of
+ * its shard of the parameters only (bnb_dist_zero_partition), then the updated parameters are broadcast from their
+ * owners. Gradients are all-reduced in buckets after the backward pass (the trainer's step graph has no per-node
+ * hooks, so no overlap with backward yet). Checkpoints of a zero1 run hold only that rank's states. */
+typedef struct bnb_dist_train_options {
+    bnb_dist_mode mode;
+    bool zero1;
+    size_t bucket_bytes; /* 0: 25 MiB */
+} bnb_dist_train_options;
+typedef struct bnb_dist_trainer bnb_dist_trainer;
+BNB_API bnb_dist_trainer *bnb_dist_trainer_new(const bnb_train_config *cfg, const int32_t *tokens, int64_t n,
+                                               bnb_dist_comm *comm, bnb_dist_train_options opt);
+BNB_API void bnb_dist_trainer_free(bnb_dist_trainer *d);
+/* One optimizer update over the global batch; *loss = its mean training loss (same on every rank). */
+BNB_API bnb_status bnb_dist_trainer_step(bnb_dist_trainer *d, float *loss);
+/* The underlying trainer (eval, weights, export; not bnb_trainer_step). */
+BNB_API bnb_trainer *bnb_dist_trainer_base(bnb_dist_trainer *d);
+/* Optimizer state bytes held by this rank. */
+BNB_API size_t bnb_dist_trainer_state_bytes(const bnb_dist_trainer *d);
+
 #ifdef __cplusplus
 }
 #endif
