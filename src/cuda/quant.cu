@@ -13,8 +13,7 @@
 
 #include <float.h>
 
-#define QEPT 8        /* elements a thread quantizes */
-#define DQEPT 16      /* elements a thread dequantizes */
+#define DQEPT 16      /* elements a thread dequantizes (4-bit) */
 #define GEMV_MAX_N 8  /* fused GEMV up to this many rows of b */
 
 /* ------------------------------------------------------------------------------------------------ built-in maps */
@@ -72,76 +71,205 @@ __device__ __forceinline__ float group_max(float m, int G, float *sred) {
 }
 
 /* ------------------------------------------------------------------------------------------------ quantize */
-/* mode 0: 8-bit with map; 1: NF4; 2: FP4. absmax_out: the absmax array (or scratch when nested). */
-template <typename T>
-__global__ void k_quantize(const T *__restrict__ x, uint8_t *__restrict__ codes, float *__restrict__ absmax_out,
-                           const float *__restrict__ map_src, float *__restrict__ map_dst, int64_t n, int block,
-                           int mode, int stochastic, uint32_t seed, int *err, int err_code) {
+/* Search tables (quant.h, bnb_qt_*) of the built-in maps and of NF4, built on the host once per device. */
+struct qtables {
+    float win[128][4]; /* 8-bit: {code[2k-1], code[2k], code[2k+1], 0} */
+    float r[128];      /* split list (+inf padded) */
+    uint8_t tab[BNB_QT_BYTES];
+};
+__device__ qtables g_qtabs[5]; /* maps 0..3, then NF4 */
+static bool g_qtabs_ready[64], g_qtabs_fast[64][5];
+static int g_nsm[64];
+
+static bnb_status qtables_device(bnb_cuda_ctx *c, const qtables **out, bool fast[5]) {
+    int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    if (!g_qtabs_ready[dev]) {
+        static qtables host[5];
+        for (int k = 0; k < 4; k++) {
+            float code[256];
+            bnb_qmap_fill((bnb_qmap)k, code);
+            g_qtabs_fast[dev][k] = bnb_qt_build_map(code, host[k].tab, host[k].r, host[k].win);
+        }
+        const float thr[16] = BNB_NF4_THRESHOLDS;
+        memset(&host[4], 0, sizeof host[4]);
+        for (int i = 0; i < 128; i++) host[4].r[i] = i < 15 ? thr[i] : INFINITY;
+        g_qtabs_fast[dev][4] = bnb_qt_build(thr, 15, host[4].tab);
+        BNB_CUDA_TRY(cudaMemcpyToSymbol(g_qtabs, host, sizeof host), "quantize: search table upload");
+        int nsm = 0;
+        BNB_CUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev), "quantize: SM count");
+        g_nsm[dev] = nsm > 0 ? nsm : 1;
+        g_qtabs_ready[dev] = true;
+    }
+    void *p = NULL;
+    BNB_CUDA_TRY(cudaGetSymbolAddress(&p, g_qtabs), "quantize: search table address");
+    *out = (const qtables *)p;
+    for (int k = 0; k < 5; k++) fast[k] = g_qtabs_fast[dev][k];
+    return BNB_OK;
+}
+
+#define QT_THREADS 256
+#define QT_EPT 16 /* elements a thread quantizes per tile */
+#define QT_TILE (QT_THREADS * QT_EPT)
+
+template <typename T> __device__ __forceinline__ void load16(const T *x, int64_t i0, int64_t n, float v[16]) {
+    if (i0 + 16 <= n) {
+        if constexpr (sizeof(T) == 4) {
+            float4 r[4];
+#pragma unroll
+            for (int h = 0; h < 4; h++) r[h] = __ldcs(reinterpret_cast<const float4 *>(x + i0) + h);
+#pragma unroll
+            for (int h = 0; h < 4; h++) v[4 * h] = r[h].x, v[4 * h + 1] = r[h].y, v[4 * h + 2] = r[h].z, v[4 * h + 3] = r[h].w;
+        } else {
+            uint4 r[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) r[h] = __ldcs(reinterpret_cast<const uint4 *>(x + i0) + h);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                T e[8];
+                memcpy(e, &r[h], 16);
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[8 * h + j] = bnb_cu_to_f32<T>(e[j]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 16; j++) v[j] = i0 + j < n ? bnb_cu_to_f32<T>(x[i0 + j]) : 0.0f;
+    }
+}
+
+/* max over the G consecutive threads of a group (G = block / 16, a power of two, 2..256); all threads get it.
+ * sred: 8 floats; the caller syncs before sred is written again. */
+__device__ __forceinline__ float group_max16(float m, int G, float *sred) {
+    const int w = G < 32 ? G : 32;
+    for (int off = w / 2; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (G <= 32) return m;
+    const int warp = threadIdx.x / 32, wpg = G / 32;
+    if ((threadIdx.x & 31) == 0) sred[warp] = m;
+    __syncthreads();
+    const int w0 = (warp / wpg) * wpg;
+    float r = sred[w0];
+    for (int k = 1; k < wpg; k++) r = fmaxf(r, sred[w0 + k]);
+    return r;
+}
+
+/* mode 0: 8-bit with map; 1: NF4; 2: FP4. FAST: the table-guided search (map nondecreasing), else bnb_qsearch.
+ * Persistent CTAs walk tiles of QT_TILE elements; a thread owns 16 consecutive elements of a tile. */
+template <typename T, int MODE, bool FAST, bool STOCH>
+__global__ void __launch_bounds__(QT_THREADS) k_quantize(const T *__restrict__ x, uint8_t *__restrict__ codes,
+                                                         float *__restrict__ absmax_out,
+                                                         const float *__restrict__ map_src, float *__restrict__ map_dst,
+                                                         const qtables *__restrict__ qt, int64_t n, int block,
+                                                         uint32_t seed, int *err, int err_code) {
+    __shared__ __align__(16) float swin[128][4];
+    __shared__ float sr[128];
+    __shared__ __align__(16) uint8_t stab[BNB_QT_BYTES];
     __shared__ float smap[256];
-    __shared__ float sred[32];
-    __shared__ int sbad[32];
-    if (mode == 0) {
+    __shared__ float sred[2][8];
+    if (MODE == 0) {
         for (int i = threadIdx.x; i < 256; i += blockDim.x) {
             smap[i] = map_src[i];
             if (blockIdx.x == 0 && map_dst) map_dst[i] = map_src[i];
         }
     }
-    const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * QEPT;
-    float v[8];
-    load8<T>(x, i0, n, v);
-    float m = 0.0f;
-    int bad = 0;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        float a = fabsf(v[j]);
-        bad |= !(a <= FLT_MAX);
-        m = fmaxf(m, a);
+    if (FAST && MODE != 2) {
+        const uint4 *src = reinterpret_cast<const uint4 *>(qt);
+        uint4 *dst0 = reinterpret_cast<uint4 *>(&swin[0][0]);
+        for (int i = threadIdx.x; i < 128; i += blockDim.x) dst0[i] = src[i];
+        const float *r = qt->r;
+        for (int i = threadIdx.x; i < 128; i += blockDim.x) sr[i] = r[i];
+        const uint4 *ts = reinterpret_cast<const uint4 *>(qt->tab);
+        uint4 *td = reinterpret_cast<uint4 *>(stab);
+        for (int i = threadIdx.x; i < BNB_QT_BYTES / 16; i += blockDim.x) td[i] = ts[i];
     }
-    const int G = block / QEPT;
-    /* finiteness rides along as a max of 0/1 */
-    float fb = group_max((float)bad, G, sred);
-    if (G > 32) __syncthreads(); /* sred reused */
-    m = group_max(m, G, sred);
-    (void)sbad;
-    bad = fb > 0.0f;
-    __syncthreads(); /* smap ready */
-    if (i0 >= n) return;
-    const int64_t b = i0 / block;
-    if (threadIdx.x % G == 0) {
-        absmax_out[b] = bad ? __int_as_float(0x7fc00000) : m;
-        if (bad) bnb_cu_report_bad(err, err_code, (int)b, (int)(b * block > INT32_MAX ? INT32_MAX : b * block));
-    }
-    const float inv = bad ? 0.0f : (m > 0.0f ? 1.0f / m : 0.0f);
-    if (mode == 0) {
-        uint8_t c[8];
+    __syncthreads();
+    const int G = block / QT_EPT;
+    const int64_t ntiles = (n + QT_TILE - 1) / QT_TILE;
+    int par = 0;
+    for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x, par ^= 1) {
+        const int64_t i0 = tile * QT_TILE + (int64_t)threadIdx.x * QT_EPT;
+        float v[16];
+        load16<T>(x, i0, n, v);
+        float m = 0.0f;
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            float y = v[j] * inv;
-            c[j] = (uint8_t)(stochastic ? bnb_qsearch(smap, y, bnb_qrand(seed, i0 + j), true)
-                                        : bnb_qsearch(smap, y, 0.0f, false));
-        }
-        if (i0 + 8 <= n) {
-            uint2 o;
-            memcpy(&o, c, 8);
-            *reinterpret_cast<uint2 *>(codes + i0) = o;
-        } else {
-            for (int j = 0; j < 8 && i0 + j < n; j++) codes[i0 + j] = c[j];
-        }
-    } else {
-        uint8_t c[4];
+        for (int j = 0; j < 16; j++) m = fmaxf(m, fabsf(v[j]));
+        bool nonfin = false;
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float y0 = v[2 * j] * inv, y1 = v[2 * j + 1] * inv;
-            int c0 = mode == 1 ? bnb_nf4_encode(y0) : bnb_fp4_encode(y0);
-            int c1 = i0 + 2 * j + 1 < n ? (mode == 1 ? bnb_nf4_encode(y1) : bnb_fp4_encode(y1)) : 0;
-            c[j] = (uint8_t)(c0 << 4 | c1);
+        for (int j = 0; j < 16; j++) nonfin |= !(fabsf(v[j]) <= FLT_MAX);
+        /* a non-finite value rides along as +inf (finite values never reach it) */
+        m = group_max16(nonfin ? __int_as_float(0x7f800000) : m, G, sred[par]);
+        const bool bad = !(m <= FLT_MAX);
+        if (i0 >= n) continue;
+        const int64_t b = i0 / block;
+        if (threadIdx.x % G == 0) {
+            absmax_out[b] = bad ? __int_as_float(0x7fc00000) : m;
+            if (bad) bnb_cu_report_bad(err, err_code, (int)b, (int)(b * block > INT32_MAX ? INT32_MAX : b * block));
         }
-        if (i0 + 8 <= n) {
-            uint32_t o;
-            memcpy(&o, c, 4);
-            *reinterpret_cast<uint32_t *>(codes + i0 / 2) = o;
+        const float inv = bad ? 0.0f : (m > 0.0f ? 1.0f / m : 0.0f);
+        if (MODE == 0) {
+            uint8_t c[16];
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float y = v[j] * inv;
+                const float u = STOCH ? bnb_qrand(seed, i0 + j) : 0.0f;
+                int code;
+                if (FAST) {
+                    const int t = stab[bnb_qt_index(y)];
+                    if (t != BNB_QT_SLOW) {
+                        int k = t;
+#pragma unroll
+                        for (int s = 0; s < BNB_QT_STEPS; s++) k += y > sr[k];
+                        const float4 w4 = *reinterpret_cast<const float4 *>(swin[k]);
+                        const float w[4] = {w4.x, w4.y, w4.z, w4.w};
+                        code = bnb_qt_finish(y, k, w, u, STOCH);
+                    } else {
+                        code = bnb_qsearch(smap, y, u, STOCH);
+                    }
+                } else {
+                    code = bnb_qsearch(smap, y, u, STOCH);
+                }
+                c[j] = (uint8_t)code;
+            }
+            if (i0 + 16 <= n) {
+                uint4 o;
+                memcpy(&o, c, 16);
+                __stcs(reinterpret_cast<uint4 *>(codes + i0), o);
+            } else {
+                for (int j = 0; j < 16 && i0 + j < n; j++) codes[i0 + j] = c[j];
+            }
         } else {
-            for (int j = 0; j < 4 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = c[j];
+            int e[16];
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float y = v[j] * inv;
+                if (MODE == 1 && FAST) {
+                    const int t = stab[bnb_qt_index(y)];
+                    if (t != BNB_QT_SLOW) {
+                        int k = t;
+#pragma unroll
+                        for (int s = 0; s < BNB_QT_STEPS; s++) k += y > sr[k];
+                        e[j] = k;
+                    } else {
+                        e[j] = bnb_nf4_encode(y);
+                    }
+                } else {
+                    e[j] = MODE == 1 ? bnb_nf4_encode(y) : bnb_fp4_encode(y);
+                }
+                if (i0 + j >= n) e[j] = 0;
+            }
+            uint32_t w0 = 0, w1 = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                w0 |= (uint32_t)(e[2 * j] << 4 | e[2 * j + 1]) << (8 * j);
+                w1 |= (uint32_t)(e[8 + 2 * j] << 4 | e[8 + 2 * j + 1]) << (8 * j);
+            }
+            if (i0 + 16 <= n) {
+                __stcs(reinterpret_cast<uint2 *>(codes + i0 / 2), make_uint2(w0, w1));
+            } else {
+                uint8_t cb[8];
+                memcpy(cb, &w0, 4);
+                memcpy(cb + 4, &w1, 4);
+                for (int j = 0; j < 8 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = cb[j];
+            }
         }
     }
 }
@@ -172,7 +300,7 @@ __global__ void k_nest_codes(const float *__restrict__ absmax, int64_t nblk, con
     const float mean = *mean_p;
     const int64_t b = (int64_t)blockIdx.x * BNB_NESTED_BLOCK + threadIdx.x;
     const float cval = b < nblk ? absmax[b] - mean : 0.0f;
-    float m = group_max(fabsf(cval), BNB_NESTED_BLOCK / QEPT * QEPT, sred); /* G = 256: whole CTA */
+    float m = group_max(fabsf(cval), BNB_NESTED_BLOCK, sred); /* G = 256: whole CTA */
     __syncthreads();
     if (threadIdx.x == 0) absmax2[blockIdx.x] = m;
     const float inv = m > 0.0f ? 1.0f / m : 0.0f;
@@ -288,8 +416,89 @@ template <typename To> __global__ void k_dequantize(qparts p, To *__restrict__ o
     store16<To>(out, i0, p.n, v);
 }
 
+/* 8-bit: persistent CTAs over tiles of 4096; per step j a warp decodes 128 consecutive codes (4 a lane, one 32-bit
+ * load) and writes them as one coalesced 16-byte (f32) or 8-byte (16-bit) store a lane. */
+template <typename To> __global__ void __launch_bounds__(256) k_dequantize8(qparts p, To *__restrict__ out) {
+    __shared__ float smap[256];
+    smap[threadIdx.x] = p.map[threadIdx.x];
+    __syncthreads();
+    const int64_t ntiles = (p.n + 4095) / 4096;
+    for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+        const int64_t base = tile * 4096 + (int64_t)(threadIdx.x / 32) * 512 + (threadIdx.x & 31) * 4;
+        uint32_t cw[4];
+        float a[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int64_t e = base + j * 128;
+            if (e + 4 <= p.n) {
+                cw[j] = __ldcs(reinterpret_cast<const unsigned int *>(p.codes + e));
+            } else {
+                cw[j] = 0;
+                for (int q = 0; q < 4; q++)
+                    if (e + q < p.n) cw[j] |= (uint32_t)p.codes[e + q] << (8 * q);
+            }
+            a[j] = e < p.n ? block_scale(p, e / p.block) : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int64_t e = base + j * 128;
+            float v[4];
+#pragma unroll
+            for (int q = 0; q < 4; q++) v[q] = smap[(cw[j] >> (8 * q)) & 255] * a[j];
+            if (e + 4 <= p.n) {
+                if constexpr (sizeof(To) == 4) {
+                    __stcs(reinterpret_cast<float4 *>((float *)out + e), make_float4(v[0], v[1], v[2], v[3]));
+                } else {
+                    To h[4];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) h[q] = bnb_cu_from_f32<To>(v[q]);
+                    uint2 o;
+                    memcpy(&o, h, 8);
+                    __stcs(reinterpret_cast<uint2 *>(out + e), o);
+                }
+            } else {
+                for (int q = 0; q < 4 && e + q < p.n; q++) out[e + q] = bnb_cu_from_f32<To>(v[q]);
+            }
+        }
+    }
+}
+
+/* a persistent grid: as many CTAs as fit on the device at once (cached per kernel), at most `want` */
+template <typename K> static int resident_grid(K kernel, int threads, int nsm, int64_t want) {
+    static int per_sm = 0;
+    if (per_sm == 0) {
+        int b = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, threads, 0) != cudaSuccess || b < 1) b = 1;
+        per_sm = b;
+    }
+    const int64_t g = (int64_t)per_sm * nsm;
+    return (int)(want < g ? (want > 0 ? want : 1) : g);
+}
+
 /* ------------------------------------------------------------------------------------------------ entry points */
 static int n_blocks_for(int64_t n, int threads, int ept) { return (int)((n + (int64_t)threads * ept - 1) / ((int64_t)threads * ept)); }
+
+template <typename T, int MODE, bool FAST, bool STOCH>
+static void launch_quantize(bnb_cuda_ctx *c, const void *x, uint8_t *codes, float *absmax, const float *map_src,
+                            float *map_dst, const qtables *qt, const bnb_quant_layout &L, uint32_t seed, int code) {
+    auto kern = k_quantize<T, MODE, FAST, STOCH>;
+    const int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    const int grid = resident_grid(kern, QT_THREADS, g_nsm[dev], (L.n + QT_TILE - 1) / QT_TILE);
+    kern<<<grid, QT_THREADS, 0, c->stream>>>((const T *)x, codes, absmax, map_src, map_dst, qt, L.n, (int)L.block,
+                                             seed, c->err_flag, code);
+}
+
+template <typename T>
+static void launch_quantize_t(bnb_cuda_ctx *c, int mode, bool fast, bool stoch, const void *x, uint8_t *codes,
+                              float *absmax, const float *map_src, float *map_dst, const qtables *qt,
+                              const bnb_quant_layout &L, uint32_t seed, int code) {
+    if (mode == 1) launch_quantize<T, 1, true, false>(c, x, codes, absmax, NULL, NULL, qt, L, seed, code);
+    else if (mode == 2) launch_quantize<T, 2, false, false>(c, x, codes, absmax, NULL, NULL, qt, L, seed, code);
+    else if (fast && stoch) launch_quantize<T, 0, true, true>(c, x, codes, absmax, map_src, map_dst, qt, L, seed, code);
+    else if (fast) launch_quantize<T, 0, true, false>(c, x, codes, absmax, map_src, map_dst, qt, L, seed, code);
+    else if (stoch) launch_quantize<T, 0, false, true>(c, x, codes, absmax, map_src, map_dst, qt, L, seed, code);
+    else launch_quantize<T, 0, false, false>(c, x, codes, absmax, map_src, map_dst, qt, L, seed, code);
+}
 
 extern "C" bnb_status bnb_cuda_quantize(bnb_cuda_ctx *c, bnb_tensor *node) {
     const bnb_tensor *x = node->src[0];
@@ -300,34 +509,42 @@ extern "C" bnb_status bnb_cuda_quantize(bnb_cuda_ctx *c, bnb_tensor *node) {
     const float *maps = NULL, *map_src = NULL;
     bnb_status s = qmaps_device(c, &maps);
     if (s != BNB_OK) return s;
+    const qtables *qt_all = NULL;
+    bool fast_k[5];
+    s = qtables_device(c, &qt_all, fast_k);
+    if (s != BNB_OK) return s;
+    const qtables *qt = qt_all + 4;
+    bool fast = true;
     if (mode == 0) {
         int kind = bnb_get_op_i32(node, 2);
-        if (node->src[1]) map_src = (const float *)node->src[1]->data;
-        else if (kind >= 0 && kind < 4) map_src = maps + 256 * kind;
-        else return bnb_fail(BNB_ERR_INVALID_ARG, "%s: no code map", bnb_op_name(node->op));
+        if (node->src[1]) {
+            map_src = (const float *)node->src[1]->data;
+            fast = false; /* a caller's map may be unsorted: the plain search */
+        } else if (kind >= 0 && kind < 4) {
+            map_src = maps + 256 * kind;
+            qt = qt_all + kind;
+            fast = fast_k[kind];
+        } else {
+            return bnb_fail(BNB_ERR_INVALID_ARG, "%s: no code map", bnb_op_name(node->op));
+        }
     }
     float *absmax = L.nested ? (float *)c->scratch : (float *)(st + L.absmax);
     uint32_t seed;
     int32_t sv = bnb_get_op_i32(node, 1);
     memcpy(&seed, &sv, sizeof seed);
-    const int stoch = bnb_get_op_i32(node, 0);
-    const int threads = L.block / QEPT > 256 ? (int)(L.block / QEPT) : 256;
-    const int grid = n_blocks_for(L.n, threads, QEPT);
+    const bool stoch = bnb_get_op_i32(node, 0) != 0;
     float *map_dst = mode == 0 ? (float *)(st + L.map) : NULL;
     const int code = c->node_index + 1;
     switch (x->type) {
     case BNB_TYPE_F32:
-        k_quantize<float><<<grid, threads, 0, c->stream>>>((const float *)x->data, st + L.codes, absmax, map_src,
-                                                           map_dst, L.n, (int)L.block, mode, stoch, seed, c->err_flag, code);
+        launch_quantize_t<float>(c, mode, fast, stoch, x->data, st + L.codes, absmax, map_src, map_dst, qt, L, seed, code);
         break;
     case BNB_TYPE_F16:
-        k_quantize<__half><<<grid, threads, 0, c->stream>>>((const __half *)x->data, st + L.codes, absmax, map_src,
-                                                            map_dst, L.n, (int)L.block, mode, stoch, seed, c->err_flag, code);
+        launch_quantize_t<__half>(c, mode, fast, stoch, x->data, st + L.codes, absmax, map_src, map_dst, qt, L, seed, code);
         break;
     case BNB_TYPE_BF16:
-        k_quantize<__nv_bfloat16><<<grid, threads, 0, c->stream>>>((const __nv_bfloat16 *)x->data, st + L.codes, absmax,
-                                                                   map_src, map_dst, L.n, (int)L.block, mode, stoch,
-                                                                   seed, c->err_flag, code);
+        launch_quantize_t<__nv_bfloat16>(c, mode, fast, stoch, x->data, st + L.codes, absmax, map_src, map_dst, qt, L,
+                                         seed, code);
         break;
     default: return bnb_fail(BNB_ERR_TYPE, "%s: x is %s", bnb_op_name(node->op), bnb_type_name(x->type));
     }
@@ -351,6 +568,33 @@ static bnb_status launch_dequantize(bnb_cuda_ctx *c, const bnb_tensor *q, void *
         if (s != BNB_OK) return s;
     }
     const int threads = 256, grid = n_blocks_for(p.n, threads, DQEPT);
+    if (p.mode == 0) {
+        const int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+        if (!g_nsm[dev]) {
+            int nsm = 0;
+            BNB_CUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev), "dequantize: SM count");
+            g_nsm[dev] = nsm > 0 ? nsm : 1;
+        }
+        const int64_t tiles = (p.n + 4095) / 4096;
+        switch (type) {
+        case BNB_TYPE_F32:
+            k_dequantize8<float><<<resident_grid(k_dequantize8<float>, 256, g_nsm[dev], tiles), 256, 0, c->stream>>>(
+                p, (float *)out);
+            break;
+        case BNB_TYPE_F16:
+            k_dequantize8<__half><<<resident_grid(k_dequantize8<__half>, 256, g_nsm[dev], tiles), 256, 0, c->stream>>>(
+                p, (__half *)out);
+            break;
+        case BNB_TYPE_BF16:
+            k_dequantize8<__nv_bfloat16>
+                <<<resident_grid(k_dequantize8<__nv_bfloat16>, 256, g_nsm[dev], tiles), 256, 0, c->stream>>>(
+                    p, (__nv_bfloat16 *)out);
+            break;
+        default: return bnb_fail(BNB_ERR_TYPE, "dequantize: result type %s", bnb_type_name(type));
+        }
+        BNB_CUDA_CHECK_LAUNCH("bnb_dequantize");
+        return BNB_OK;
+    }
     switch (type) {
     case BNB_TYPE_F32: k_dequantize<float><<<grid, threads, 0, c->stream>>>(p, (float *)out); break;
     case BNB_TYPE_F16: k_dequantize<__half><<<grid, threads, 0, c->stream>>>(p, (__half *)out); break;

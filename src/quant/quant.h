@@ -132,6 +132,105 @@ BNB_QHD int bnb_qsearch(const float *code, float y, float u, bool stochastic) {
     return u < p_up ? hi : lo;
 }
 
+/* ---- Table-guided search (CUDA quantize kernels; same results as bnb_qsearch / bnb_nf4_encode).
+ * Both rules reduce to k(y) = #{i : y > r[i]} over a nondecreasing split list r: for bnb_qsearch on a nondecreasing
+ * map, r = the 127 odd codes (the tree's pivots), the walk ends at pivot 2k with lower_pivot max(2k-1, 0) and
+ * upper_pivot 2k+1; for NF4, r = the 15 thresholds and k is the code. A bucket table indexed by the float's sign,
+ * exponent and top BNB_QT_MBITS mantissa bits holds k at the bucket's lowest value (or BNB_QT_SLOW when the bucket
+ * spans more than BNB_QT_STEPS splits, or y >= 2, NaN, inf); BNB_QT_STEPS steps "k += y > r[k]" then give k(y). */
+#define BNB_QT_MBITS 5
+#define BNB_QT_EMIN 103 /* bucket 0: |y| < 2^-24 */
+#define BNB_QT_EMAX 127 /* last regular octave [1, 2); the bucket above is slow */
+#define BNB_QT_NMAG ((((BNB_QT_EMAX) - (BNB_QT_EMIN) + 1) << BNB_QT_MBITS) + 2)
+#define BNB_QT_NEG 832   /* negative half's offset: 64 mod 128 bytes, so +y and -y land in different banks */
+#define BNB_QT_BYTES 1664 /* BNB_QT_NEG + BNB_QT_NMAG, padded to 16 */
+#define BNB_QT_STEPS 2
+#define BNB_QT_SLOW 0xFF
+
+BNB_QHD int bnb_qt_index(float y) {
+    uint32_t a;
+    memcpy(&a, &y, 4);
+    int q = (int)((a & 0x7fffffffu) >> (23 - BNB_QT_MBITS)) - (BNB_QT_EMIN << BNB_QT_MBITS) + 1;
+    q = q < 0 ? 0 : q;
+    q = q > BNB_QT_NMAG - 1 ? BNB_QT_NMAG - 1 : q;
+    return (a >> 31) ? q + BNB_QT_NEG : q;
+}
+
+static inline float bnb_qt_bits_f(uint32_t a) {
+    float f;
+    memcpy(&f, &a, 4);
+    return f;
+}
+static inline int bnb_qt_count(const float *r, int nr, float y) {
+    int k = 0;
+    for (int i = 0; i < nr; i++) k += y > r[i];
+    return k;
+}
+
+/* Fill tab[BNB_QT_BYTES] for the split list r[nr] (nr <= 254). False (table all slow) if r is not nondecreasing
+ * or holds a NaN: the caller then must use the plain search. */
+static inline bool bnb_qt_build(const float *r, int nr, uint8_t *tab) {
+    memset(tab, BNB_QT_SLOW, BNB_QT_BYTES);
+    for (int i = 0; i < nr; i++)
+        if (r[i] != r[i] || (i > 0 && !(r[i] >= r[i - 1]))) return false;
+    for (int q = 0; q < BNB_QT_NMAG - 1; q++) {
+        uint32_t lo = q == 0 ? 0u : ((uint32_t)(q - 1 + (BNB_QT_EMIN << BNB_QT_MBITS)) << (23 - BNB_QT_MBITS));
+        uint32_t hi = q == 0 ? ((uint32_t)BNB_QT_EMIN << 23) - 1u : lo + (1u << (23 - BNB_QT_MBITS)) - 1u;
+        float a = bnb_qt_bits_f(lo), b = bnb_qt_bits_f(hi);
+        int kp0 = bnb_qt_count(r, nr, a), kp1 = bnb_qt_count(r, nr, b);   /* [a, b] */
+        int kn0 = bnb_qt_count(r, nr, -b), kn1 = bnb_qt_count(r, nr, -a); /* [-b, -a] */
+        tab[q] = kp1 - kp0 <= BNB_QT_STEPS ? (uint8_t)kp0 : BNB_QT_SLOW;
+        tab[BNB_QT_NEG + q] = kn1 - kn0 <= BNB_QT_STEPS ? (uint8_t)kn0 : BNB_QT_SLOW;
+    }
+    return true;
+}
+
+/* The 8-bit search's tables for a map: split list (odd codes, +inf guard at 127) and per k the values
+ * {code[max(2k-1,0)], code[2k], code[2k+1], 0}. */
+static inline bool bnb_qt_build_map(const float *code, uint8_t *tab, float rodd[128], float win[128][4]) {
+    for (int k = 0; k < 128; k++) {
+        rodd[k] = k < 127 ? code[2 * k + 1] : INFINITY;
+        win[k][0] = code[k > 0 ? 2 * k - 1 : 0];
+        win[k][1] = code[2 * k];
+        win[k][2] = code[2 * k + 1];
+        win[k][3] = 0.0f;
+    }
+    for (int i = 1; i < 256; i++)
+        if (!(code[i] >= code[i - 1])) {
+            memset(tab, BNB_QT_SLOW, BNB_QT_BYTES);
+            return false;
+        }
+    return bnb_qt_build(rodd, 127, tab);
+}
+
+/* bnb_qsearch's final step from k (the count of odd codes below y) and its window w (see above) */
+BNB_QHD int bnb_qt_finish(float y, int k, const float w[4], float u, bool stochastic) {
+    const int piv = 2 * k, lo = piv > 0 ? piv - 1 : 0, hi = piv + 1;
+    const float lower = w[0], val = w[1], upper = w[2];
+    if (!stochastic) {
+        if (y > val) return y > (upper + val) * 0.5f ? hi : piv;
+        return y < (lower + val) * 0.5f ? lo : piv;
+    }
+    int l = piv, h = hi;
+    float vlo = val, vhi = upper;
+    if (!(y > val)) {
+        l = lo;
+        h = piv;
+        vlo = lower;
+        vhi = val;
+    }
+    if (!(vhi > vlo)) return piv;
+    float p_up = (y - vlo) / (vhi - vlo);
+    return u < p_up ? h : l;
+}
+
+/* NF4 thresholds, as in bnb_nf4_encode */
+#define BNB_NF4_THRESHOLDS                                                                                           \
+    {-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,                        \
+     -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,                     \
+     0.1202552504837513f,  0.2035212516784668f,   0.2920137718319893f,   0.3893125355243683f,                        \
+     0.5016634166240692f,  0.6427869200706482f,   0.8614784181118011f,   INFINITY}
+
 /* NF4: nearest of the 16 values (thresholds = midpoints; a value exactly on one goes down). */
 BNB_QHD int bnb_nf4_encode(float y) {
     int c = 0;
