@@ -131,7 +131,7 @@ static bnb_trainer *trainer_setup(bnb_trainer *t, const int32_t *tokens, int64_t
     oc.percentile_clipping = c->pclip > 0 && c->pclip < 100 ? c->pclip : 100;
     t->opt = bnb_optimizer_new(c->optim, oc);
     if (!t->opt) goto fail;
-    /* norms and embeddings are small / row-sparse: keep them in 32-bit like bitsandbytes' recommendations */
+    /* no weight decay on norms and other small vectors (tensors under 4096 elements also keep 32-bit states) */
     for (int i = 0; i < t->n_params; i++)
         if (bnb_nelements(t->params[i]) < 4096 || strstr(t->params[i]->name, "norm"))
             bnb_optimizer_override(t->opt, t->params[i], BNB_OPTIM_KEY_WEIGHT_DECAY, 0.0);
