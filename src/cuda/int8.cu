@@ -22,6 +22,8 @@
 
 #include <cublasLt.h>
 
+#include <mutex>
+
 #define OUTL_CAP 256     /* outlier columns staged for the epilogue */
 #define SMALL_T 16       /* rows handled by the weight-only path */
 #define QBLOCK 256       /* threads of quant_rows */
@@ -138,8 +140,9 @@ __global__ void pad_int8_kernel(const int8_t *w, int O, int K, int8_t *wp, int O
 
 /* ------------------------------------------------------------------------------------------------ 3. epilogue */
 struct epi_args {
-    const int32_t *C; /* [T x Op] */
+    const int32_t *C; /* [t_end - t_begin x Op]: rows t_begin.. of this chunk */
     int T, O, Op, K;
+    int t_begin, t_end;
     const float *xmax, *wmax; /* [T], [O] */
     const float *bias;        /* [O] or NULL */
     const int *idx, *count;   /* outlier columns (count NULL: none) */
@@ -179,7 +182,7 @@ __global__ void outlier_stage_kernel(epi_args a, float *r_st, float *wo_st) {
 /* Block: 256 threads x 4 outputs = 1024 outputs of EPI_TOKENS tokens. */
 __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
     const int o0 = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    const int t0 = blockIdx.y * EPI_TOKENS;
+    const int t0 = a.t_begin + blockIdx.y * EPI_TOKENS;
     if (o0 >= a.O) return;
     float sw[4], b[4];
 #pragma unroll
@@ -189,12 +192,12 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
         b[i] = a.bias ? a.bias[o] : 0.f;
     }
     float acc[EPI_TOKENS][4];
-    const int tn = min(EPI_TOKENS, a.T - t0);
+    const int tn = min(EPI_TOKENS, a.t_end - t0);
 #pragma unroll
     for (int tt = 0; tt < EPI_TOKENS; tt++) {
         if (tt < tn) {
             const int t = t0 + tt;
-            const int4 c = *reinterpret_cast<const int4 *>(a.C + (size_t)t * a.Op + o0); /* Op % 4 == 0 */
+            const int4 c = *reinterpret_cast<const int4 *>(a.C + (size_t)(t - a.t_begin) * a.Op + o0); /* Op % 4 == 0 */
             const float sx = a.xmax[t] / 127.f;
             acc[tt][0] = (float)c.x * sx * sw[0];
             acc[tt][1] = (float)c.y * sx * sw[1];
@@ -361,6 +364,171 @@ __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *
     }
 }
 
+/* ------------------------------------------------------------------------------------------------ weight-only MMA */
+/* Tensor-core form of the weight-only path (K % 16 == 0, 16-byte aligned rows): y[t][o] = SCB[o]/127 *
+ * sum_k x[t][k] * CB[o][k] + bias[o] with mma.sync m16n8k16 (f32 accumulation): weights are the A operand
+ * (16 output rows per m-tile), tokens the B operand (8 per n-tile). int8 converts exactly to f16/bf16 with a byte
+ * permute and one subtraction; x is f16 (f16 x), bf16 (bf16 x) or an exact-to-2^-16 bf16 hi+lo pair (f32 x, two
+ * MMAs). Since the k sum is order-free, each thread's fragment k indices are permuted so that it loads 16
+ * contiguous bytes of weight per row and the matching 16 x values (same permutation for A and B).
+ * Block: WM_WARPS warps over WM_MT m-tiles (16 * WM_MT rows); warp w takes the 64-wide k chunks w, w + WM_WARPS, ...
+ * (all m-tiles share the x fragments), the warps' partial sums meet in shared memory. A 2-block cluster with 64
+ * rows and K split across the pair (DSMEM reduction) measured slower on H100 (docs/perf-int8-cuda.md). */
+#define WM_WARPS 8
+#define WM_MT 2
+#define WM_U 4 /* chunks loaded ahead per step */
+
+template <typename X> struct wm_traits;
+template <> struct wm_traits<__half> { static constexpr bool bf = false, split = false; };
+template <> struct wm_traits<__nv_bfloat16> { static constexpr bool bf = true, split = false; };
+template <> struct wm_traits<float> { static constexpr bool bf = true, split = true; };
+
+/* 4 int8 (one 32-bit word) -> 2 x (f16x2 or bf16x2): {b0,b1}, {b2,b3} */
+template <bool BF> __device__ __forceinline__ void cvt_i8x4(uint32_t u, uint32_t &lo, uint32_t &hi) {
+    u ^= 0x80808080u; /* biased bytes 0..255 */
+    if (BF) { /* bf16 has 7 mantissa bits: go through f32 (0x4B0000xx = 2^23 + xx), then pack exactly */
+        float f[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) f[i] = __int_as_float(0x4B000000 | ((u >> (8 * i)) & 0xffu)) - 8388736.f;
+        __nv_bfloat162 ra = __floats2bfloat162_rn(f[0], f[1]), rb = __floats2bfloat162_rn(f[2], f[3]);
+        lo = *reinterpret_cast<uint32_t *>(&ra), hi = *reinterpret_cast<uint32_t *>(&rb);
+    } else { /* f16 0x64xx = 1024 + xx; minus 1152 */
+        const uint32_t a = __byte_perm(u, 0x64646464u, 0x4140), b = __byte_perm(u, 0x64646464u, 0x4342);
+        const __half2 off = __floats2half2_rn(1152.f, 1152.f);
+        __half2 ra = __hsub2(*reinterpret_cast<const __half2 *>(&a), off);
+        __half2 rb = __hsub2(*reinterpret_cast<const __half2 *>(&b), off);
+        lo = *reinterpret_cast<uint32_t *>(&ra), hi = *reinterpret_cast<uint32_t *>(&rb);
+    }
+}
+
+template <bool BF>
+__device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    if (BF)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* x fragment of one n-tile for one 64-chunk: 16 values from p (16-byte aligned) as 8 packed pairs (hi) and, for
+ * split f32, the residual pairs (lo). */
+template <typename X> struct xfrag { uint32_t hi[8], lo[wm_traits<X>::split ? 8 : 1]; };
+
+template <typename X> __device__ __forceinline__ void load_xfrag(const X *p, bool ok, xfrag<X> &f) {
+    if constexpr (wm_traits<X>::split) {
+        float v[16];
+        if (ok) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float4 q = __ldg(reinterpret_cast<const float4 *>(p) + i);
+                v[4 * i] = q.x, v[4 * i + 1] = q.y, v[4 * i + 2] = q.z, v[4 * i + 3] = q.w;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 16; i++) v[i] = 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+            const float2 hf = __bfloat1622float2(h);
+            __nv_bfloat162 l = __floats2bfloat162_rn(v[2 * i] - hf.x, v[2 * i + 1] - hf.y);
+            f.hi[i] = *reinterpret_cast<uint32_t *>(&h), f.lo[i] = *reinterpret_cast<uint32_t *>(&l);
+        }
+    } else {
+        uint4 a = make_uint4(0, 0, 0, 0), b = a;
+        if (ok) a = __ldg(reinterpret_cast<const uint4 *>(p)), b = __ldg(reinterpret_cast<const uint4 *>(p) + 1);
+        f.hi[0] = a.x, f.hi[1] = a.y, f.hi[2] = a.z, f.hi[3] = a.w;
+        f.hi[4] = b.x, f.hi[5] = b.y, f.hi[6] = b.z, f.hi[7] = b.w;
+    }
+}
+
+template <typename X, int NT>
+__global__ void __launch_bounds__(32 * WM_WARPS) weight_only_mma_kernel(const char *x, bnb_cu_shape xs, int Tn,
+                                                                        const int8_t *w, int ldw, const float *wmax,
+                                                                        const float *bias, int K, int O, float *y) {
+    constexpr bool BF = wm_traits<X>::bf, SPLIT = wm_traits<X>::split;
+    constexpr int ROWS = 16 * WM_MT, COLS = 8 * NT;
+    __shared__ float red[WM_WARPS][ROWS][COLS + 1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const int o0 = blockIdx.x * ROWS;
+    const int8_t *wr[WM_MT][2];
+#pragma unroll
+    for (int m = 0; m < WM_MT; m++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) wr[m][h] = w + (size_t)min(o0 + 16 * m + 8 * h + g, O - 1) * ldw + q * 16;
+    const X *xr[NT];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+        xr[n] = (const X *)(x + bnb_cu_row_offset(xs, (uint32_t)min(8 * n + g, Tn - 1))) + q * 16;
+    float acc[WM_MT][NT][4];
+#pragma unroll
+    for (int m = 0; m < WM_MT; m++)
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[m][n][i] = 0.f;
+    const int nchunks = (K + 63) / 64;
+    for (int c0 = warp; c0 < nchunks; c0 += WM_WARPS * WM_U) {
+        int4 wv[WM_U][WM_MT][2];
+        xfrag<X> xf[WM_U][NT];
+#pragma unroll
+        for (int u = 0; u < WM_U; u++) {
+            const int k = (c0 + u * WM_WARPS) * 64; /* the row pointers include q * 16 */
+            const bool ok = k + q * 16 < K;
+#pragma unroll
+            for (int m = 0; m < WM_MT; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    wv[u][m][h] = ok ? __ldg(reinterpret_cast<const int4 *>(wr[m][h] + k)) : make_int4(0, 0, 0, 0);
+#pragma unroll
+            for (int n = 0; n < NT; n++) load_xfrag<X>(xr[n] + (ok ? k : 0), ok, xf[u][n]);
+        }
+#pragma unroll
+        for (int u = 0; u < WM_U; u++) {
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+#pragma unroll
+                for (int m = 0; m < WM_MT; m++) {
+                    uint32_t r0lo, r0hi, r1lo, r1hi; /* rows g and g+8: {k 4s, 4s+1}, {4s+2, 4s+3} */
+                    cvt_i8x4<BF>((uint32_t)(&wv[u][m][0].x)[s], r0lo, r0hi);
+                    cvt_i8x4<BF>((uint32_t)(&wv[u][m][1].x)[s], r1lo, r1hi);
+#pragma unroll
+                    for (int n = 0; n < NT; n++) {
+                        mma16816<BF>(acc[m][n], r0lo, r1lo, r0hi, r1hi, xf[u][n].hi[2 * s], xf[u][n].hi[2 * s + 1]);
+                        if constexpr (SPLIT)
+                            mma16816<BF>(acc[m][n], r0lo, r1lo, r0hi, r1hi, xf[u][n].lo[2 * s], xf[u][n].lo[2 * s + 1]);
+                    }
+                }
+            }
+        }
+    }
+    /* C fragment: c0,c1 row g, tokens 2q, 2q+1; c2,c3 row g+8 */
+#pragma unroll
+    for (int m = 0; m < WM_MT; m++)
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            red[warp][16 * m + g][8 * n + 2 * q] = acc[m][n][0];
+            red[warp][16 * m + g][8 * n + 2 * q + 1] = acc[m][n][1];
+            red[warp][16 * m + g + 8][8 * n + 2 * q] = acc[m][n][2];
+            red[warp][16 * m + g + 8][8 * n + 2 * q + 1] = acc[m][n][3];
+        }
+    __syncthreads();
+    for (int i = threadIdx.x; i < ROWS * COLS; i += blockDim.x) {
+        const int r = i % ROWS, t = i / ROWS, o = o0 + r;
+        if (t >= Tn || o >= O) continue;
+        float s = 0.f;
+#pragma unroll
+        for (int v = 0; v < WM_WARPS; v++) s += red[v][r][t];
+        y[(size_t)t * O + o] = s * (wmax[o] / 127.f) + (bias ? bias[o] : 0.f);
+    }
+}
+
 __global__ void bias_f32_kernel(const char *b, int type, size_t stride, int n, float *out) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         out[i] = bnb_cu_load(b + (size_t)i * stride, type);
@@ -468,6 +636,71 @@ static bnb_status launch_quant_rows(bnb_cuda_ctx *c, const bnb_tensor *t, float 
         }                                                                                                             \
     } while (0)
 
+/* cuBLASLt algorithm per GEMM shape: the fastest of the heuristic's first ALGO_CANDIDATES, timed once on the first
+ * uncaptured call (the heuristic's first pick was seen 1.2-2x off the best int8 kernel on H100). */
+#define ALGO_CANDIDATES 8
+#define ALGO_CACHE 64
+typedef struct {
+    const void *lt;
+    int m, n, k, lda, ldb;
+    cublasLtMatmulAlgo_t algo;
+} algo_entry;
+static algo_entry g_algos[ALGO_CACHE];
+static int g_algo_count;
+static std::mutex g_algo_mutex;
+
+static bool algo_cache_get(const bnb_cuda_ctx *c, int m, int n, int k, int lda, int ldb, cublasLtMatmulAlgo_t *out) {
+    std::lock_guard<std::mutex> lock(g_algo_mutex);
+    for (int i = 0; i < g_algo_count; i++) {
+        const algo_entry &e = g_algos[i];
+        if (e.lt == c->lt && e.m == m && e.n == n && e.k == k && e.lda == lda && e.ldb == ldb) {
+            *out = e.algo;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void algo_cache_put(const bnb_cuda_ctx *c, int m, int n, int k, int lda, int ldb,
+                           const cublasLtMatmulAlgo_t *algo) {
+    std::lock_guard<std::mutex> lock(g_algo_mutex);
+    algo_entry &e = g_algos[g_algo_count < ALGO_CACHE ? g_algo_count++ : (m + n + k) % ALGO_CACHE];
+    e.lt = c->lt, e.m = m, e.n = n, e.k = k, e.lda = lda, e.ldb = ldb, e.algo = *algo;
+}
+
+/* Median-free quick timing: one warm-up and 3 timed runs per candidate; -1 if timing itself failed. */
+static int pick_fastest(bnb_cuda_ctx *c, cublasLtMatmulDesc_t op, const int8_t *A, cublasLtMatrixLayout_t la,
+                        const int8_t *B, cublasLtMatrixLayout_t lb, int32_t *C, cublasLtMatrixLayout_t lc,
+                        const cublasLtMatmulHeuristicResult_t *cand, int n) {
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    const int32_t alpha = 1, beta = 0;
+    int best = -1;
+    float best_ms = 0.f;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
+    for (int i = 0; i < n; i++) {
+        if (cand[i].state != CUBLAS_STATUS_SUCCESS || cand[i].workspaceSize > c->workspace_size) continue;
+        bool ok = true;
+        for (int r = 0; r < 4 && ok; r++) {
+            if (r == 1) ok = cudaEventRecord(e0, c->stream) == cudaSuccess;
+            ok = ok && cublasLtMatmul((cublasLtHandle_t)c->lt, op, &alpha, A, la, B, lb, &beta, C, lc, C, lc,
+                                      &cand[i].algo, c->workspace, c->workspace_size,
+                                      c->stream) == CUBLAS_STATUS_SUCCESS;
+        }
+        float ms = 0.f;
+        ok = ok && cudaEventRecord(e1, c->stream) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
+             cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+        if (!ok) {
+            cudaGetLastError();
+            continue;
+        }
+        if (best < 0 || ms < best_ms) best = i, best_ms = ms;
+    }
+out:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return best;
+}
+
 /* C [n x m] (column-major m x n, ld m) = Aᵀ B: A int8 k x m (ld lda), B int8 k x n (ld ldb); int32 accumulation. */
 static bnb_status int8_gemm(bnb_cuda_ctx *c, const int8_t *A, int lda, const int8_t *B, int ldb, int32_t *C, int m,
                             int n, int k) {
@@ -489,11 +722,26 @@ static bnb_status int8_gemm(bnb_cuda_ctx *c, const int8_t *A, int lda, const int
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
     LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
            "set workspace size");
-    LT_TRY(cublasLtMatmulAlgoGetHeuristic((cublasLtHandle_t)c->lt, op, la, lb, lc, lc, pref, 1, &res, &nres),
-           "cublasLtMatmulAlgoGetHeuristic");
-    if (nres < 1) {
-        st = bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8: cuBLASLt has no int8 algorithm for m %d n %d k %d", m, n, k);
-        goto done;
+    if (!algo_cache_get(c, m, n, k, lda, ldb, &res.algo)) {
+        cublasLtMatmulHeuristicResult_t cand[ALGO_CANDIDATES];
+        LT_TRY(cublasLtMatmulAlgoGetHeuristic((cublasLtHandle_t)c->lt, op, la, lb, lc, lc, pref, ALGO_CANDIDATES,
+                                              cand, &nres),
+               "cublasLtMatmulAlgoGetHeuristic");
+        if (nres < 1) {
+            st = bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8: cuBLASLt has no int8 algorithm for m %d n %d k %d", m,
+                          n, k);
+            goto done;
+        }
+        res = cand[0];
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (nres > 1 && cudaStreamIsCapturing(c->stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone) {
+            /* time each candidate once per shape (first plain run; captures reuse the choice) */
+            const int best = pick_fastest(c, op, A, la, B, lb, C, lc, cand, nres);
+            if (best >= 0) {
+                res = cand[best];
+                algo_cache_put(c, m, n, k, lda, ldb, &res.algo);
+            }
+        }
     }
     LT_TRY(cublasLtMatmul((cublasLtHandle_t)c->lt, op, &alpha, A, la, B, lb, &beta, C, lc, C, lc, &res.algo,
                           c->workspace, c->workspace_size, c->stream),
@@ -515,10 +763,8 @@ static void launch_weight_only_t(bnb_cuda_ctx *c, bool vec, const char *x, bnb_c
                                  const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, float *y) {
     const int per_block = wo_rows(NT) * WO_WARPS;
     const dim3 grid((unsigned)((O + per_block - 1) / per_block));
-    if (vec)
-        weight_only_kernel<T, NT, true><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else
-        weight_only_kernel<T, NT, false><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    (void)vec; /* aligned shapes take weight_only_mma_kernel */
+    weight_only_kernel<T, NT, false><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y);
 }
 
 template <typename T>
@@ -583,6 +829,16 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
         const bool vec = K % 16 == 0 && ldw % 16 == 0 && aligned16(wq) && rows_aligned16(x);
         const bnb_cu_shape xs = bnb_cu_shape_of(x);
         const char *xd = (const char *)x->data;
+        if (vec) {
+            const dim3 grid((unsigned)((O + 16 * WM_MT - 1) / (16 * WM_MT)));
+#define WM_LAUNCH(X, NT) weight_only_mma_kernel<X, NT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y)
+            if (x->type == BNB_TYPE_F32) { if (T <= 8) WM_LAUNCH(float, 1); else WM_LAUNCH(float, 2); }
+            else if (x->type == BNB_TYPE_F16) { if (T <= 8) WM_LAUNCH(__half, 1); else WM_LAUNCH(__half, 2); }
+            else { if (T <= 8) WM_LAUNCH(__nv_bfloat16, 1); else WM_LAUNCH(__nv_bfloat16, 2); }
+#undef WM_LAUNCH
+            BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 weight-only (mma)");
+            return BNB_OK;
+        }
         if (x->type == BNB_TYPE_F32) launch_weight_only<float>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
         else if (x->type == BNB_TYPE_F16) launch_weight_only<__half>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
         else launch_weight_only<__nv_bfloat16>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
@@ -631,10 +887,7 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
             xq = xqs, ldq = Kp;
         }
     }
-    /* int32 GEMM: C [T x Op] */
     int32_t *C = (int32_t *)(sc + p.C);
-    if ((st = int8_gemm(c, wq, ldw, xq, ldq, C, Op, T, ldw == Kp ? Kp : K)) != BNB_OK) return st;
-    /* epilogue */
     a.C = C;
     a.T = T, a.O = O, a.Op = Op, a.K = K;
     a.wmax = wmax;
@@ -652,6 +905,10 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     } else {
         a.count = NULL;
     }
+    /* int32 GEMM C [T x Op], then the epilogue (one pass over C). Token chunks sized to keep C in L2 were tried and
+     * measured slower (docs/perf-int8-cuda.md); t_begin/t_end still allow them. */
+    if ((st = int8_gemm(c, wq, ldw, xq, ldq, C, Op, T, ldw == Kp ? Kp : K)) != BNB_OK) return st;
+    a.t_begin = 0, a.t_end = T;
     const dim3 grid((unsigned)((O + 1023) / 1024), (unsigned)((T + EPI_TOKENS - 1) / EPI_TOKENS));
     epilogue_kernel<<<grid, 256, 0, c->stream>>>(a);
     BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 epilogue");
