@@ -386,6 +386,9 @@ BNB_API void bnb_backend_free(bnb_backend *be);
 BNB_API const char *bnb_backend_name(const bnb_backend *be);
 BNB_API bool bnb_backend_is_cpu(const bnb_backend *be);
 BNB_API bnb_status bnb_backend_synchronize(bnb_backend *be);
+/* Device memory held by the backend's tensors and graphs now and at its peak (CUDA: the memory pool's counters;
+ * CPU: 0 and 0, host memory is the process's). */
+BNB_API bnb_status bnb_backend_memory(bnb_backend *be, size_t *in_use, size_t *peak);
 /* CUDA: capture repeated graph computes into a CUDA graph and replay it (default on). No-op on CPU. */
 BNB_API void bnb_backend_set_graph_capture(bnb_backend *be, bool enable);
 

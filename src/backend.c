@@ -16,6 +16,15 @@ bnb_status bnb_backend_synchronize(bnb_backend *be) {
     return be->iface->synchronize ? be->iface->synchronize(be) : BNB_OK;
 }
 
+bnb_status bnb_backend_memory(bnb_backend *be, size_t *in_use, size_t *peak) {
+    if (!be) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_backend_memory: backend is NULL");
+    size_t u = 0, p = 0;
+    bnb_status st = be->iface->memory ? be->iface->memory(be, &u, &p) : BNB_OK;
+    if (in_use) *in_use = u;
+    if (peak) *peak = p;
+    return st;
+}
+
 void bnb_backend_set_graph_capture(bnb_backend *be, bool enable) {
     if (be && be->iface->set_graph_capture) be->iface->set_graph_capture(be, enable);
 }

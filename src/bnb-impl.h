@@ -183,6 +183,7 @@ typedef struct bnb_backend_iface {
     bool (*supports)(bnb_backend *be, const bnb_tensor *node);
     bnb_status (*graph_compute)(bnb_backend *be, bnb_graph *g);
     void (*set_graph_capture)(bnb_backend *be, bool enable);
+    bnb_status (*memory)(bnb_backend *be, size_t *in_use, size_t *peak); /* NULL: reports 0 */
 } bnb_backend_iface;
 
 struct bnb_backend {

@@ -105,6 +105,16 @@ for entry in "${BENCHES[@]}"; do
   fi
 done
 
+# ---------------------------------------------------------------------------------------------- 3b. applications
+if [ "$(left)" -gt 60 ] && [ -x "$BUILD/bin/bnb-run" ]; then
+  t0=$SECONDS
+  echo "== applications (tests/gpu-apps.sh)"
+  timeout $(( $(left) - 30 )) bash "$ROOT/tests/gpu-apps.sh" "$BUILD/bin" "$OUT" 2>&1 | tee "$OUT/apps.log"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then FAILED=1; note "applications" "FAILED rc $rc ($((SECONDS - t0)) s)"; else note "applications" "ok ($((SECONDS - t0)) s)"; fi
+  while IFS= read -r l; do HEADLINES+=("  apps: ${l#headline: }"); done < <(grep '^headline:' "$OUT/apps.log")
+fi
+
 # ---------------------------------------------------------------------------------------------- 4. sanitizer
 SAN=${BNB_GPU_SANITIZER:-$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null)}
 if [ "$CFG_OK" -eq 0 ]; then

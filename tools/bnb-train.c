@@ -61,7 +61,7 @@ static char *read_text(const char *path, size_t *len) {
     return buf;
 }
 
-static void print_memory(const bnb_trainer *t, int bits) {
+static void print_memory(const bnb_trainer *t, int bits, bnb_backend *be) {
     bnb_train_memory m = bnb_trainer_memory(t);
     double mb = 1.0 / (1024.0 * 1024.0);
     fprintf(stderr, "memory: params %.2f MiB (%lld), grads %.2f MiB, optimizer states %.2f MiB (%d-bit; 32-bit "
@@ -70,6 +70,9 @@ static void print_memory(const bnb_trainer *t, int bits) {
             (m.params + m.grads + m.optim_states + m.activations) * mb);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) fprintf(stderr, "process peak RSS: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    size_t in_use = 0, peak = 0;
+    if (!bnb_backend_is_cpu(be) && bnb_backend_memory(be, &in_use, &peak) == BNB_OK)
+        fprintf(stderr, "device memory: %.1f MiB in use, peak %.1f MiB (%s)\n", in_use * mb, peak * mb, bnb_backend_name(be));
 }
 
 int main(int argc, char **argv) {
@@ -211,6 +214,7 @@ int main(int argc, char **argv) {
     float loss = NAN, val = NAN;
     int rc = 0;
     bool mem_printed = false;
+    double t_after_first = 0;
     while (bnb_trainer_get_step(t) < cfg.steps) {
         int64_t s = bnb_trainer_get_step(t);
         float lr = bnb_trainer_get_lr(t, s);
@@ -220,7 +224,7 @@ int main(int argc, char **argv) {
             break;
         }
         s++;
-        if (!mem_printed) print_memory(t, cfg.optim_bits), mem_printed = true;
+        if (!mem_printed) print_memory(t, cfg.optim_bits, be), mem_printed = true, t_after_first = now_s();
         double el = now_s() - t0, tps = tok_per_step * (double)(s - first) / el;
         tx[n_tr] = s, ty[n_tr++] = loss;
         val = NAN;
@@ -241,8 +245,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "done: %lld steps in %.1f s, %.0f tokens/s, final train loss %.4f", (long long)done, el,
             done > 0 ? tok_per_step * (double)done / el : 0.0, loss);
     if (n_va > 0) fprintf(stderr, ", validation loss %.4f", vy[n_va - 1]);
+    if (done > 1 && t_after_first > 0) /* without the first step (planning, cuBLASLt heuristics, graph capture) */
+        fprintf(stderr, "; steady state %.0f tokens/s", tok_per_step * (double)(done - 1) / (now_s() - t_after_first));
     fprintf(stderr, "\n");
-    print_memory(t, cfg.optim_bits);
+    print_memory(t, cfg.optim_bits, be);
     if (log) fclose(log);
     if (plot && bnb_plot_loss_svg(plot, "bnb-train loss", tx, ty, n_tr, vx, vy, n_va) != BNB_OK)
         fprintf(stderr, "plot: %s\n", bnb_last_error());

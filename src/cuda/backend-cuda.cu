@@ -66,6 +66,7 @@ static void *cuda_alloc(bnb_backend *be, size_t size) {
             p->free_blocks[i] = p->free_blocks[--p->n_free];
             p->stats.bytes_cached -= cls;
             p->stats.bytes_in_use += cls;
+            if (p->stats.bytes_in_use > p->stats.peak_in_use) p->stats.peak_in_use = p->stats.bytes_in_use;
             p->stats.n_reused++;
             return ptr;
         }
@@ -86,6 +87,7 @@ static void *cuda_alloc(bnb_backend *be, size_t size) {
     }
     p->stats.n_cuda_malloc++;
     p->stats.bytes_in_use += cls;
+    if (p->stats.bytes_in_use > p->stats.peak_in_use) p->stats.peak_in_use = p->stats.bytes_in_use;
     return ptr;
 }
 
@@ -515,6 +517,13 @@ static void cuda_free(bnb_backend *be) {
     free(be);
 }
 
+static bnb_status cuda_memory(bnb_backend *be, size_t *in_use, size_t *peak) {
+    const cuda_pool *p = &((cuda_impl *)be->impl)->pool;
+    *in_use = p->stats.bytes_in_use;
+    *peak = p->stats.peak_in_use;
+    return BNB_OK;
+}
+
 static const bnb_backend_iface cuda_iface = {
     /* .name = */ "cuda",
     /* .is_cpu = */ false,
@@ -528,6 +537,7 @@ static const bnb_backend_iface cuda_iface = {
     /* .supports = */ cuda_supports,
     /* .graph_compute = */ cuda_graph_compute,
     /* .set_graph_capture = */ cuda_set_graph_capture,
+    /* .memory = */ cuda_memory,
 };
 
 extern "C" bool bnb_cuda_available(void) {
@@ -639,6 +649,6 @@ extern "C" void bnb_cuda_set_tf32(bnb_backend *be, bool allow) {
 }
 
 extern "C" bnb_cuda_pool_stats bnb_cuda_get_pool_stats(bnb_backend *be) {
-    bnb_cuda_pool_stats z = {0, 0, 0, 0};
+    bnb_cuda_pool_stats z = {0, 0, 0, 0, 0};
     return bnb_backend_is_cuda(be) ? ((cuda_impl *)be->impl)->pool.stats : z;
 }

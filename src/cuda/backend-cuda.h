@@ -47,6 +47,7 @@ void bnb_cuda_set_tf32(bnb_backend *be, bool allow); /* also: env BNB_CUDA_TF32=
 typedef struct bnb_cuda_pool_stats {
     size_t bytes_in_use;    /* handed out and not yet returned */
     size_t bytes_cached;    /* returned, kept for reuse */
+    size_t peak_in_use;     /* high-water mark of bytes_in_use */
     uint64_t n_cuda_malloc; /* cudaMalloc calls made by the pool */
     uint64_t n_reused;      /* allocations served from the cache */
 } bnb_cuda_pool_stats;
