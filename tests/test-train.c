@@ -33,12 +33,46 @@ static void check(bool ok, const char *fmt, ...) {
     else n_fail++;
 }
 
-static const char *builtin_text =
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-    "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n"
-    "First Citizen:\nFirst, you know Caius Marcius is chief enemy to the people.\n\nAll:\nWe know't, we know't.\n\n"
-    "First Citizen:\nLet us kill him, and we'll have corn at our own price.\nIs't a verdict?\n\n"
-    "All:\nNo more talking on't; let it be done: away, away!\n\nSecond Citizen:\nOne word, good citizens.\n\n";
+/* Without tinyshakespeare.txt (it lives in ../shared, beside the checkout): a generated pseudo-English text with
+ * about the same letter statistics and far too much variety to memorise in a few hundred steps (a short passage
+ * repeated would be memorised, and 8-bit vs 32-bit would then be compared on an over-fitted model). */
+static const char *const builtin_words[] = {
+    "the", "and", "to", "of", "I", "you", "my", "a", "that", "in", "is", "not", "with", "me", "it", "for", "be",
+    "his", "your", "this", "but", "he", "have", "as", "thou", "so", "him", "will", "what", "thy", "all", "her",
+    "no", "by", "do", "shall", "if", "are", "we", "thee", "on", "lord", "our", "king", "good", "now", "sir",
+    "from", "come", "at", "they", "let", "would", "was", "which", "more", "or", "then", "how", "here", "well",
+    "love", "man", "hath", "there", "say", "know", "make", "heart", "death", "blood", "crown", "speak", "night"};
+static const char *const builtin_names[] = {"ROMEO", "JULIET", "KING RICHARD", "First Citizen", "MENENIUS",
+                                            "GLOUCESTER", "QUEEN", "LUCIO", "ISABELLA", "DUKE"};
+
+static size_t builtin_text(char *buf, size_t want) {
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    size_t len = 0;
+    const size_t nw = sizeof builtin_words / sizeof builtin_words[0];
+    while (len + 64 < want) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        len += (size_t)snprintf(buf + len, want - len, "%s:\n", builtin_names[(s >> 33) % 10]);
+        int lines = 1 + (int)((s >> 40) % 4);
+        for (int l = 0; l < lines && len + 64 < want; l++) {
+            int words = 4 + (int)((s >> 20) % 6);
+            for (int w = 0; w < words && len + 16 < want; w++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                /* skewed draw: frequent words first */
+                uint64_t r = (s >> 33) % nw, r2 = (s >> 45) % nw;
+                const char *word = builtin_words[r < r2 ? r : r2];
+                if (w) buf[len++] = ' ';
+                size_t wl = strlen(word);
+                memcpy(buf + len, word, wl);
+                if (!w && buf[len] >= 'a' && buf[len] <= 'z') buf[len] = (char)(buf[len] - 'a' + 'A');
+                len += wl;
+            }
+            buf[len++] = (s >> 50) % 3 ? ',' : '.';
+            buf[len++] = '\n';
+        }
+        buf[len++] = '\n';
+    }
+    return len;
+}
 
 static int32_t *load_tokens(int64_t *n) {
     const size_t want = 60000;
@@ -50,10 +84,9 @@ static int32_t *load_tokens(int64_t *n) {
         fclose(f);
         printf("text: %zu bytes of tinyshakespeare.txt\n", len);
     }
-    if (len < 4096) { /* built-in text, repeated */
-        size_t bl = strlen(builtin_text);
-        for (len = 0; len + bl <= want; len += bl) memcpy(buf + len, builtin_text, bl);
-        printf("text: built-in, %zu bytes\n", len);
+    if (len < 4096) {
+        len = builtin_text(buf, want);
+        printf("text: built-in generated, %zu bytes\n", len);
     }
     int32_t *tok = malloc(len * sizeof(int32_t));
     for (size_t i = 0; i < len; i++) tok[i] = (uint8_t)buf[i];
