@@ -34,8 +34,9 @@ static double bytes_per_elem(bnb_optim_type type, int bits) {
 static bool make_setup(setup *s, bnb_backend *be, bnb_optim_type type, int bits, int n_tensors, int64_t n_each) {
     memset(s, 0, sizeof *s);
     s->be = be;
-    s->ctx = bnb_context_new((bnb_context_params){(size_t)n_tensors * 4096 + (1 << 20), true});
-    s->g = bnb_graph_new(s->ctx, (size_t)n_tensors * 4 + 64);
+    /* the optimizer adds per parameter an update node, its states, hyper, history and clip tensors: room for 16 */
+    s->ctx = bnb_context_new((bnb_context_params){(size_t)n_tensors * 16384 + (4 << 20), true});
+    s->g = bnb_graph_new(s->ctx, (size_t)n_tensors * 16 + 256);
     bnb_tensor **ps = malloc((size_t)n_tensors * sizeof *ps);
     for (int i = 0; i < n_tensors; i++) {
         ps[i] = bnb_set_param(bnb_new_tensor_1d(s->ctx, BNB_TYPE_F32, n_each));

@@ -313,8 +313,7 @@ static void read_hyper(const bnb_tensor *node, upd_hp *h) {
     h->alpha = hy[BNB_HYPER_ALPHA];
     h->eps = hy[BNB_HYPER_EPS];
     h->wd = hy[BNB_HYPER_WD];
-    h->c1 = 1.f - powf(h->b1, (float)h->t);
-    h->c2 = sqrtf(1.f - powf(h->b2, (float)h->t));
+    bnb_optim_bias_corrections(h->b1, h->b2, h->t, &h->c1, &h->c2);
     h->step_size = -h->lr * h->c2 / h->c1;
     h->gscale = node->src[5] ? *(const float *)node->src[5]->data : 1.f;
     h->uscale = 1.f;

@@ -1,19 +1,28 @@
 /* CUDA kernels of the optimizers: the fused in-place update (32-bit and 8-bit blockwise states, all nine optimizers,
- * multi-tensor: a group of same-kind update nodes is updated by one launch per MT_MAX tensors), the gradient squared
- * norm and the clipping scales. Same formulas and f32 arithmetic as src/cpu/optim.c (IEEE division and sqrt: the
- * build does not use fast math), so CPU and CUDA agree to the last bits except where powf differs by an ulp. */
+ * multi-tensor: a group of same-kind update nodes is updated by one launch per MT_MAX tensors, the descriptors passed
+ * by value as a large kernel parameter), sparse row updates (StableEmbedding), the gradient squared norm and the
+ * clipping scales. Same formulas and the same f32 operations as src/cpu/optim.c: every product and sum is rounded
+ * on its own (__fmul_rn / __fadd_rn keep nvcc from contracting them into FMAs, which the CPU build never does),
+ * division and sqrt are IEEE, and the bias corrections come from double pow on both sides, so CPU and CUDA give
+ * the same parameters and 8-bit codes. */
 #include "cuda-common.cuh"
 
 extern "C" {
 #include "../optim/optim-impl.h"
 }
 
-#define MT_MAX 24          /* tensors per launch (kernel parameter space) */
+#define MT_MAX 384         /* tensors per multi-tensor launch: 384 * 64 B of descriptors (kernel params <= 32764 B) */
 #define THREADS 256
 #define CHUNK32 4096       /* elements per CTA, 32-bit states (16 per thread) */
-#define CHUNK8 (THREADS / 32 * BNB_OPTIM_BLOCK) /* a warp per 256-element block: 2048 per CTA */
+#define Q_PER 16           /* 8-bit: consecutive elements per thread (one 16-byte load of codes per state) */
+#define CHUNK8 (THREADS * Q_PER) /* 4096 elements = 16 blocks of 256 per CTA, 16 threads per block */
+#define ROWS_PER_CTA (THREADS / 32) /* sparse rows: a warp per row */
 #define HY_UNORM 10        /* hyper slots used as LAMB/LARS norm accumulators */
 #define HY_PNORM 11
+
+#define MUL(a, b) __fmul_rn((a), (b))
+#define ADD(a, b) __fadd_rn((a), (b))
+#define SUB(a, b) __fsub_rn((a), (b))
 
 struct upd_tensor {
     void *p;
@@ -21,11 +30,12 @@ struct upd_tensor {
     void *s1, *s2;
     float *hyper;
     const float *scale;
-    int32_t n, npad, blk0, pad;
+    int32_t n, npad, blk0, row; /* row: elements per row (sparse row updates) */
 };
-struct upd_batch {
-    upd_tensor t[MT_MAX];
+/* CAP = 1 for single tensors (small launch parameters), MT_MAX for groups. */
+template <int CAP> struct upd_batch {
     int32_t count, type, skip_zeros, use_unorm;
+    upd_tensor t[CAP];
 };
 
 struct dev_hp {
@@ -44,13 +54,19 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 __device__ __forceinline__ bool finite_f(float x) { return fabsf(x) <= 3.402823466e38f; }
 
-__device__ __forceinline__ int tensor_of(const upd_batch &b) {
-    int k = 0;
-    while (k + 1 < b.count && (int)blockIdx.x >= b.t[k + 1].blk0) k++;
-    return k;
+/* The tensor of this CTA: the last k with t[k].blk0 <= blockIdx.x (binary search). */
+template <int CAP> __device__ __forceinline__ int tensor_of(const upd_batch<CAP> &b) {
+    if (CAP == 1) return 0;
+    int lo = 0, hi = b.count - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if ((int)blockIdx.x >= b.t[mid].blk0) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
 }
 
-__device__ __forceinline__ dev_hp read_hp(const upd_batch &b, const upd_tensor &t) {
+template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP> &b, const upd_tensor &t) {
     dev_hp h;
     const float *hy = t.hyper;
     int32_t step = __float_as_int(hy[BNB_HYPER_STEP]);
@@ -63,9 +79,8 @@ __device__ __forceinline__ dev_hp read_hp(const upd_batch &b, const upd_tensor &
     h.alpha = hy[BNB_HYPER_ALPHA];
     h.eps = hy[BNB_HYPER_EPS];
     h.wd = hy[BNB_HYPER_WD];
-    h.c1 = 1.f - powf(h.b1, (float)h.t);
-    h.c2 = sqrtf(1.f - powf(h.b2, (float)h.t));
-    h.step_size = -h.lr * h.c2 / h.c1;
+    bnb_optim_bias_corrections(h.b1, h.b2, h.t, &h.c1, &h.c2);
+    h.step_size = -h.lr * h.c2 / h.c1; /* (-lr * c2) / c1: no add, nothing to contract */
     h.gscale = t.scale ? *t.scale : 1.f;
     h.uscale = 1.f;
     if (b.use_unorm && hy[BNB_HYPER_MAX_UNORM] > 0.f) {
@@ -76,56 +91,58 @@ __device__ __forceinline__ dev_hp read_hp(const upd_batch &b, const upd_tensor &
     return h;
 }
 
-/* One element, as elem_update in src/cpu/optim.c. */
-__device__ __forceinline__ void elem_update(const dev_hp &h, float g, float &p, float &s1, float &s2, float &s3) {
+/* One element, as elem_update in src/cpu/optim.c (same operations in the same order, each rounded). */
+/* type: h.type, or a compile-time constant in the specialised 8-bit kernels (the switch then folds away). */
+__device__ __forceinline__ void elem_update_t(const dev_hp &h, const int type, float g, float &p, float &s1, float &s2,
+                                              float &s3) {
     float pv = p;
-    switch (h.type) {
+    switch (type) {
     case BNB_OPTIM_ADAM:
     case BNB_OPTIM_ADAMW:
     case BNB_OPTIM_LAMB: {
-        float m = h.b1 * s1 + (1.f - h.b1) * g;
-        float v = h.b2 * s2 + (1.f - h.b2) * (g * g);
-        pv = pv + h.uscale * h.step_size * (m / (sqrtf(v) + h.eps * h.c2));
-        if (h.wd > 0.f) pv = pv * (1.f - h.lr * h.wd);
+        float m = ADD(MUL(h.b1, s1), MUL(1.f - h.b1, g));
+        float v = ADD(MUL(h.b2, s2), MUL(1.f - h.b2, MUL(g, g)));
+        pv = ADD(pv, MUL(MUL(h.uscale, h.step_size), m / ADD(sqrtf(v), MUL(h.eps, h.c2))));
+        if (h.wd > 0.f) pv = MUL(pv, SUB(1.f, MUL(h.lr, h.wd)));
         s1 = m;
         s2 = v;
         break;
     }
     case BNB_OPTIM_MOMENTUM:
     case BNB_OPTIM_LARS: {
-        if (h.wd > 0.f) g = g + h.wd * pv;
-        float m = h.t == 1 ? g : h.b1 * s1 + g;
-        pv = pv - h.uscale * h.lr * m;
+        if (h.wd > 0.f) g = ADD(g, MUL(h.wd, pv));
+        float m = h.t == 1 ? g : ADD(MUL(h.b1, s1), g);
+        pv = SUB(pv, MUL(MUL(h.uscale, h.lr), m));
         s1 = m;
         break;
     }
     case BNB_OPTIM_LION: {
-        if (h.wd > 0.f) pv = pv * (1.f - h.lr * h.wd);
-        float u = h.b1 * s1 + (1.f - h.b1) * g;
-        pv = pv - h.lr * (u > 0.f ? 1.f : (u < 0.f ? -1.f : 0.f));
-        s1 = h.b2 * s1 + (1.f - h.b2) * g;
+        if (h.wd > 0.f) pv = MUL(pv, SUB(1.f, MUL(h.lr, h.wd)));
+        float u = ADD(MUL(h.b1, s1), MUL(1.f - h.b1, g));
+        pv = SUB(pv, MUL(h.lr, u > 0.f ? 1.f : (u < 0.f ? -1.f : 0.f)));
+        s1 = ADD(MUL(h.b2, s1), MUL(1.f - h.b2, g));
         break;
     }
     case BNB_OPTIM_RMSPROP: {
-        if (h.wd > 0.f) g = g + h.wd * pv;
-        float v = h.b1 * s1 + (1.f - h.b1) * (g * g);
-        pv = pv - h.lr * (g / (sqrtf(v) + h.eps));
+        if (h.wd > 0.f) g = ADD(g, MUL(h.wd, pv));
+        float v = ADD(MUL(h.b1, s1), MUL(1.f - h.b1, MUL(g, g)));
+        pv = SUB(pv, MUL(h.lr, g / ADD(sqrtf(v), h.eps)));
         s1 = v;
         break;
     }
     case BNB_OPTIM_ADAGRAD: {
-        if (h.wd > 0.f) g = g + h.wd * pv;
-        float v = s1 + g * g;
-        pv = pv - h.lr * (g / (sqrtf(v) + h.eps));
+        if (h.wd > 0.f) g = ADD(g, MUL(h.wd, pv));
+        float v = ADD(s1, MUL(g, g));
+        pv = SUB(pv, MUL(h.lr, g / ADD(sqrtf(v), h.eps)));
         s1 = v;
         break;
     }
     case BNB_OPTIM_ADEMAMIX: {
-        float m1 = h.b1 * s1 + (1.f - h.b1) * g;
-        float m2 = h.b3 * s3 + (1.f - h.b3) * g;
-        float v = h.b2 * s2 + (1.f - h.b2) * (g * g);
-        pv = pv - h.lr * ((m1 / h.c1 + h.alpha * m2) / (sqrtf(v) / h.c2 + h.eps));
-        if (h.wd > 0.f) pv = pv * (1.f - h.lr * h.wd);
+        float m1 = ADD(MUL(h.b1, s1), MUL(1.f - h.b1, g));
+        float m2 = ADD(MUL(h.b3, s3), MUL(1.f - h.b3, g));
+        float v = ADD(MUL(h.b2, s2), MUL(1.f - h.b2, MUL(g, g)));
+        pv = SUB(pv, MUL(h.lr, ADD(m1 / h.c1, MUL(h.alpha, m2)) / ADD(sqrtf(v) / h.c2, h.eps)));
+        if (h.wd > 0.f) pv = MUL(pv, SUB(1.f, MUL(h.lr, h.wd)));
         s1 = m1;
         s2 = v;
         s3 = m2;
@@ -135,23 +152,26 @@ __device__ __forceinline__ void elem_update(const dev_hp &h, float g, float &p, 
     }
     p = pv;
 }
+__device__ __forceinline__ void elem_update(const dev_hp &h, float g, float &p, float &s1, float &s2, float &s3) {
+    elem_update_t(h, h.type, g, p, s1, s2, s3);
+}
 
 __device__ __forceinline__ float elem_unorm(const dev_hp &h, float g, float p, float s1, float s2) {
     if (h.type == BNB_OPTIM_LAMB) {
-        float m = h.b1 * s1 + (1.f - h.b1) * g;
-        float v = h.b2 * s2 + (1.f - h.b2) * (g * g);
-        float u = (h.c2 / h.c1) * (m / (sqrtf(v) + h.eps * h.c2));
-        return u * u;
+        float m = ADD(MUL(h.b1, s1), MUL(1.f - h.b1, g));
+        float v = ADD(MUL(h.b2, s2), MUL(1.f - h.b2, MUL(g, g)));
+        float u = MUL(h.c2 / h.c1, m / ADD(sqrtf(v), MUL(h.eps, h.c2)));
+        return MUL(u, u);
     }
-    if (h.wd > 0.f) g = g + h.wd * p;
-    float m = h.t == 1 ? g : h.b1 * s1 + g;
-    return m * m;
+    if (h.wd > 0.f) g = ADD(g, MUL(h.wd, p));
+    float m = h.t == 1 ? g : ADD(MUL(h.b1, s1), g);
+    return MUL(m, m);
 }
 
 /* ------------------------------------------------------------------------------------------ 32-bit */
 template <typename PT, typename GT> __device__ __forceinline__ void upd32_one(const dev_hp &h, PT *P, const GT *G,
                                                                              float *S1, float *S2, float *S3, int64_t i) {
-    float g = to_f(G[i]) * h.gscale;
+    float g = MUL(to_f(G[i]), h.gscale);
     if (h.skip_zeros && g == 0.f) return;
     if (!finite_f(g)) {
         S1[i] = 0.f;
@@ -167,7 +187,7 @@ template <typename PT, typename GT> __device__ __forceinline__ void upd32_one(co
     P[i] = from_f<PT>(p);
 }
 
-template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k_upd32(const upd_batch b) {
+template <typename PT, typename GT, int CAP> __global__ void __launch_bounds__(THREADS) k_upd32(const upd_batch<CAP> b) {
     const upd_tensor &t = b.t[tensor_of(b)];
     dev_hp h = read_hp(b, t);
     int64_t start = (int64_t)(blockIdx.x - t.blk0) * CHUNK32, end = min((int64_t)t.n, start + CHUNK32);
@@ -177,8 +197,26 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
     for (int64_t i = start + threadIdx.x; i < end; i += THREADS) upd32_one<PT, GT>(h, P, G, S1, S2, S3, i);
 }
 
+/* Sparse row updates (32-bit states): a warp per row; a row whose gradient is all zero (NaN counts as nonzero) is
+ * left alone, params and states; other rows are updated in full, as on the CPU. */
+template <typename PT, typename GT, int CAP>
+__global__ void __launch_bounds__(THREADS) k_upd32_rows(const upd_batch<CAP> b) {
+    const upd_tensor &t = b.t[tensor_of(b)];
+    int64_t rows = t.n / t.row, r = (int64_t)(blockIdx.x - t.blk0) * ROWS_PER_CTA + (threadIdx.x >> 5);
+    if (r >= rows) return; /* whole warp */
+    int lane = threadIdx.x & 31;
+    const GT *G = (const GT *)t.g;
+    int64_t i0 = r * t.row, i1 = i0 + t.row;
+    bool any = false;
+    for (int64_t i = i0 + lane; i < i1 && !any; i += 32) any = to_f(G[i]) != 0.f;
+    if (!__any_sync(0xffffffffu, any)) return;
+    dev_hp h = read_hp(b, t);
+    float *S1 = (float *)t.s1, *S2 = (float *)t.s2, *S3 = b.type == BNB_OPTIM_ADEMAMIX ? S1 + t.n : nullptr;
+    for (int64_t i = i0 + lane; i < i1; i += 32) upd32_one<PT, GT>(h, (PT *)t.p, G, S1, S2, S3, i);
+}
+
 /* F32 param and grad, 16-byte aligned pointers, n % 4 == 0: float4 loads/stores. */
-__global__ void __launch_bounds__(THREADS) k_upd32_vec(const upd_batch b) {
+template <int CAP> __global__ void __launch_bounds__(THREADS) k_upd32_vec(const upd_batch<CAP> b) {
     const upd_tensor &t = b.t[tensor_of(b)];
     dev_hp h = read_hp(b, t);
     int64_t start = (int64_t)(blockIdx.x - t.blk0) * CHUNK32, end = min((int64_t)t.n, start + CHUNK32);
@@ -192,7 +230,7 @@ __global__ void __launch_bounds__(THREADS) k_upd32_vec(const upd_batch b) {
         float *pp = &p4.x, *gg = &g4.x, *aa = &a4.x, *bb = &b4.x, *cc = &c4.x;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            float g = gg[k] * h.gscale;
+            float g = MUL(gg[k], h.gscale);
             if (h.skip_zeros && g == 0.f) continue;
             if (!finite_f(g)) {
                 aa[k] = bb[k] = cc[k] = 0.f;
@@ -218,79 +256,255 @@ __device__ __forceinline__ opt8_dev opt8_parts(void *base, int64_t n) {
     return {b, (float *)(b + bnb_opt8_absmax_offset(n)), (const float *)(b + bnb_opt8_map_offset(n))};
 }
 
-#define PER_LANE (BNB_OPTIM_BLOCK / 32) /* 8 consecutive elements per lane */
+/* A state map in shared memory: sorted (dequantize) and as an implicit search tree (Eytzinger order: node k's
+ * children are 2k and 2k+1, tree[1..255] = map[0..254]). Nodes of one tree level are adjacent, so a warp's lookups
+ * at a level spread over the banks instead of piling on one (the sorted array's pivots at a level are all 31 mod 32). */
+struct qmap_sh {
+    float tree[256];
+    float map[256];
+};
 
-/* Dequantize this lane's 8 values of block `blk` (element offset off of the block start in the codes). */
-__device__ __forceinline__ void deq8(const opt8_dev &q, const float *smap, int64_t off, int64_t blk, int len, int j0,
-                                     float *out) {
-    float am = q.absmax[blk];
-#pragma unroll
-    for (int k = 0; k < PER_LANE; k++) out[k] = j0 + k < len ? smap[q.codes[off + j0 + k]] * am : 0.f;
-}
-
-__device__ __forceinline__ void req8(const opt8_dev &q, const float *smap, int64_t off, int64_t blk, int len,
-                                     int j0, const float *vals) {
-    float am = 0.f;
-#pragma unroll
-    for (int k = 0; k < PER_LANE; k++) am = fmaxf(am, fabsf(vals[k]));
-    am = bnb_cu_warp_max(am);
-    if ((threadIdx.x & 31) == 0) q.absmax[blk] = am;
-    uint8_t c[PER_LANE];
-#pragma unroll
-    for (int k = 0; k < PER_LANE; k++) c[k] = (uint8_t)bnb_optim_quantize_code(smap, am > 0.f ? vals[k] / am : 0.f, vals[k]);
-    if (len == BNB_OPTIM_BLOCK) {
-        uint2 w;
-        memcpy(&w, c, 8);
-        *(uint2 *)(q.codes + off + j0) = w;
-    } else {
-#pragma unroll
-        for (int k = 0; k < PER_LANE; k++)
-            if (j0 + k < len) q.codes[off + j0 + k] = c[k];
+/* Loads map into s (all THREADS threads); returns nothing, the caller syncs. */
+__device__ __forceinline__ void qmap_load(qmap_sh &s, const float *map) {
+    int k = threadIdx.x;
+    s.map[k] = map[k];
+    if (k >= 1) {
+        int lvl = 31 - __clz(k);
+        s.tree[k] = map[((2 * (k - (1 << lvl)) + 1) << (7 - lvl)) - 1]; /* in-order position of node k */
     }
 }
 
-template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch b) {
-    __shared__ float smap1[256], smap2[256];
+/* Nearest code with the sign rule, for QG values at once: the same result as bnb_optim_quantize_code (optim-impl.h).
+ * The descent finds the lower bound i (count of map[0..254] < y) and keeps the last nodes passed on the right
+ * (map[i-1]) and on the left (map[i]); with zneg = count of negative map values, "map[c] < 0" is c < zneg (the map
+ * is sorted). Levels run outside the values, so a thread has QG independent lookups in flight per level; the first
+ * two levels (3 nodes) come from registers. */
+#define QG 8
+struct qtop {
+    float t1, t2, t3, m0, m255;
+    int zneg;
+};
+__device__ __forceinline__ void quant_codes(const qmap_sh &s, const qtop &q, const float *y, const float *value,
+                                            uint32_t &w0, uint32_t &w1) {
+    int k[QG];
+    float lov[QG], hiv[QG];
+#pragma unroll
+    for (int j = 0; j < QG; j++) {
+        bool r = q.t1 < y[j];
+        float t = r ? q.t3 : q.t2;
+        lov[j] = r ? q.t1 : q.m0;
+        hiv[j] = r ? q.m255 : q.t1;
+        bool r2 = t < y[j];
+        k[j] = 4 + (r ? 2 : 0) + (r2 ? 1 : 0);
+        lov[j] = r2 ? t : lov[j];
+        hiv[j] = r2 ? hiv[j] : t;
+    }
+#pragma unroll
+    for (int l = 2; l < 8; l++) {
+#pragma unroll
+        for (int j = 0; j < QG; j++) {
+            float t = s.tree[k[j]];
+            bool right = t < y[j];
+            k[j] = 2 * k[j] + (right ? 1 : 0);
+            lov[j] = right ? t : lov[j];
+            hiv[j] = right ? hiv[j] : t;
+        }
+    }
+    w0 = w1 = 0;
+#pragma unroll
+    for (int j = 0; j < QG; j++) {
+        int i = k[j] - 256, lo = i > 0 ? i - 1 : 0;
+        int c = (SUB(y[j], lov[j]) <= SUB(hiv[j], y[j])) ? lo : i;
+        int c0 = c;
+        c -= (value[j] < 0.0f && c == q.zneg && q.zneg > 0) ? 1 : 0;
+        c += (value[j] > 0.0f && c0 < q.zneg && c < 255) ? 1 : 0;
+        if (j < 4) w0 |= (uint32_t)c << (8 * j);
+        else w1 |= (uint32_t)c << (8 * (j - 4));
+    }
+}
+
+/* Loads Q_PER values of type T at i (cnt valid) as floats; vec: one or more 16-byte loads. */
+__device__ __forceinline__ void ld16(const float *x, int64_t i, int cnt, bool vec, float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 4; q++) {
+            float4 v = *(const float4 *)(x + i + 4 * q);
+            o[4 * q] = v.x, o[4 * q + 1] = v.y, o[4 * q + 2] = v.z, o[4 * q + 3] = v.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) o[k] = k < cnt ? x[i + k] : 0.f;
+    }
+}
+template <typename T> __device__ __forceinline__ void ld16(const T *x, int64_t i, int cnt, bool vec, float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 8; q++) {
+            uint4 v = *(const uint4 *)(x + i + 8 * q);
+            const T *e = (const T *)&v;
+#pragma unroll
+            for (int k = 0; k < 8; k++) o[8 * q + k] = to_f(e[k]);
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) o[k] = k < cnt ? to_f(x[i + k]) : 0.f;
+    }
+}
+__device__ __forceinline__ void st16(float *x, int64_t i, int cnt, bool vec, const float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 4; q++)
+            *(float4 *)(x + i + 4 * q) = make_float4(o[4 * q], o[4 * q + 1], o[4 * q + 2], o[4 * q + 3]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++)
+            if (k < cnt) x[i + k] = o[k];
+    }
+}
+template <typename T> __device__ __forceinline__ void st16(T *x, int64_t i, int cnt, bool vec, const float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 8; q++) {
+            uint4 v;
+            T *e = (T *)&v;
+#pragma unroll
+            for (int k = 0; k < 8; k++) e[k] = from_f<T>(o[8 * q + k]);
+            *(uint4 *)(x + i + 8 * q) = v;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++)
+            if (k < cnt) x[i + k] = from_f<T>(o[k]);
+    }
+}
+
+/* 16 codes as 4 words (byte k in word k / 4, bits 8 (k % 4)); all indices compile-time, so no local memory. */
+__device__ __forceinline__ uint32_t code_at(const uint4 &v, int k) {
+    uint32_t w = (k >> 2) == 0 ? v.x : (k >> 2) == 1 ? v.y : (k >> 2) == 2 ? v.z : v.w;
+    return (w >> (8 * (k & 3))) & 0xffu;
+}
+__device__ __forceinline__ uint4 ld_codes(const uint8_t *c, int64_t i, int cnt, bool vec) {
+    if (vec && cnt == Q_PER) return *(const uint4 *)(c + i); /* codes 16-byte aligned (vec), i % 16 == 0 */
+    uint32_t w[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++)
+        if (k < cnt) w[k >> 2] |= (uint32_t)c[i + k] << (8 * (k & 3));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/* Dequantize 16 codes. */
+__device__ __forceinline__ void deq16(const qmap_sh &s, uint4 cv, float am, float *o) {
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++) o[k] = MUL(s.map[code_at(cv, k)], am);
+}
+
+/* New absmax of the 256-block (16 lanes), then the codes; all 32 lanes of the warp call it. */
+__device__ __forceinline__ void req16(const qmap_sh &s, const qtop &q, const float *vals, int cnt, uint8_t *codes,
+                                      float *absmax, int64_t i, int64_t blk, bool vec) {
+    float am = 0.f;
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++) am = fmaxf(am, fabsf(vals[k])); /* padding lanes hold 0 */
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
+    if (cnt <= 0) return;
+    if ((threadIdx.x & 15) == 0) absmax[blk] = am;
+    uint32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+#pragma unroll 1
+    for (int h = 0; h < 2; h++) { /* one copy of the search code for both halves (instruction cache) */
+        float y[QG], v[QG];
+#pragma unroll
+        for (int j = 0; j < QG; j++) {
+            v[j] = h ? vals[QG + j] : vals[j];
+            y[j] = am > 0.f ? v[j] / am : 0.f;
+        }
+        uint32_t a, c;
+        quant_codes(s, q, y, v, a, c);
+        if (h) w2 = a, w3 = c;
+        else w0 = a, w1 = c;
+    }
+    uint4 cv = make_uint4(w0, w1, w2, w3);
+    if (vec && cnt == Q_PER) *(uint4 *)(codes + i) = cv;
+    else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++)
+            if (k < cnt) codes[i + k] = (uint8_t)code_at(cv, k);
+    }
+}
+
+__device__ __forceinline__ qtop qtop_of(const qmap_sh &s, int zneg) {
+    return {s.tree[1], s.tree[2], s.tree[3], s.map[0], s.map[255], zneg};
+}
+
+/* One pass: each thread loads its 16 elements (param, grad, codes of each state: 16-byte loads), the CTA loads the
+ * state maps meanwhile, then update in f32 and re-quantize; 16 threads share a 256-element block's absmax. */
+/* OT: the optimizer type as a compile-time constant (specialised kernels: one update body, small code), or -1 (any
+ * type, switch at run time). */
+template <typename PT, typename GT, int CAP, int OT>
+__global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int vec) {
+    __shared__ qmap_sh sm1, sm2;
     const upd_tensor &t = b.t[tensor_of(b)];
-    const bool two = bnb_optim_n_states((bnb_optim_type)b.type) == 2, three = b.type == BNB_OPTIM_ADEMAMIX;
+    const int type = OT >= 0 ? OT : b.type;
+    const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t n1 = three ? 2 * (int64_t)t.npad : t.n;
     opt8_dev q1 = opt8_parts(t.s1, n1), q2 = two ? opt8_parts(t.s2, t.n) : q1;
-    smap1[threadIdx.x] = q1.map[threadIdx.x];
-    if (two) smap2[threadIdx.x] = q2.map[threadIdx.x];
-    __syncthreads();
-    dev_hp h = read_hp(b, t);
-    int64_t blk = (int64_t)(blockIdx.x - t.blk0) * (THREADS / 32) + (threadIdx.x >> 5);
-    int64_t i0 = blk * BNB_OPTIM_BLOCK;
-    if (i0 >= t.n) return; /* whole warp leaves together */
-    int len = (int)min((int64_t)BNB_OPTIM_BLOCK, t.n - i0), j0 = (threadIdx.x & 31) * PER_LANE;
-    int64_t blk3 = t.npad / BNB_OPTIM_BLOCK + blk;
-    float s1[PER_LANE], s2[PER_LANE], s3[PER_LANE];
-    deq8(q1, smap1, i0, blk, len, j0, s1);
-    if (two) deq8(q2, smap2, i0, blk, len, j0, s2);
-    if (three) deq8(q1, smap1, (int64_t)t.npad + i0, blk3, len, j0, s3);
+    int64_t i = (int64_t)(blockIdx.x - t.blk0) * CHUNK8 + (int64_t)threadIdx.x * Q_PER;
+    int cnt = (int)max((int64_t)0, min((int64_t)Q_PER, (int64_t)t.n - i));
+    int64_t blk = i / BNB_OPTIM_BLOCK, blk3 = t.npad / BNB_OPTIM_BLOCK + blk;
     PT *P = (PT *)t.p;
     const GT *G = (const GT *)t.g;
+    /* global loads first, so they are in flight while the maps are set up */
+    float p[Q_PER], g[Q_PER], s1[Q_PER], s2[Q_PER], s3[Q_PER];
+    uint4 c1 = make_uint4(0, 0, 0, 0), c2 = c1, c3 = c1;
+    float am1 = 0.f, am2 = 0.f, am3 = 0.f;
+    if (cnt > 0) {
+        ld16(G, i, cnt, vec, g);
+        ld16(P, i, cnt, vec, p);
+        c1 = ld_codes(q1.codes, i, cnt, vec);
+        am1 = q1.absmax[blk];
+        if (two) c2 = ld_codes(q2.codes, i, cnt, vec), am2 = q2.absmax[blk];
+        if (three) c3 = ld_codes(q1.codes, t.npad + i, cnt, vec), am3 = q1.absmax[blk3];
+    }
+    qmap_load(sm1, q1.map);
+    if (two) qmap_load(sm2, q2.map);
+    int z1 = __syncthreads_count(sm1.map[threadIdx.x] < 0.f);
+    int z2 = two ? __syncthreads_count(sm2.map[threadIdx.x] < 0.f) : 0;
+    dev_hp h = read_hp(b, t);
+    deq16(sm1, c1, am1, s1);
+    if (two) deq16(sm2, c2, am2, s2);
+    if (three) deq16(sm1, c3, am3, s3);
 #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) {
-        if (j0 + k >= len) break;
-        int64_t i = i0 + j0 + k;
-        float g = to_f(G[i]) * h.gscale;
-        if (h.skip_zeros && g == 0.f) continue;
-        if (!finite_f(g)) {
+    for (int k = 0; k < Q_PER; k++) {
+        if (k >= cnt) {
             s1[k] = s2[k] = s3[k] = 0.f;
             continue;
         }
-        float p = to_f(P[i]);
-        elem_update(h, g, p, s1[k], s2[k], s3[k]);
-        P[i] = from_f<PT>(p);
+        float gk = MUL(g[k], h.gscale);
+        if (h.skip_zeros && gk == 0.f) continue;
+        if (!finite_f(gk)) {
+            s1[k] = s2[k] = s3[k] = 0.f;
+            continue;
+        }
+        float x = s1[k], y = two ? s2[k] : 0.f, z = three ? s3[k] : 0.f;
+        elem_update_t(h, type, gk, p[k], x, y, z);
+        s1[k] = x, s2[k] = y, s3[k] = z;
     }
-    req8(q1, smap1, i0, blk, len, j0, s1);
-    if (two) req8(q2, smap2, i0, blk, len, j0, s2);
-    if (three) req8(q1, smap1, (int64_t)t.npad + i0, blk3, len, j0, s3);
+    if (cnt > 0) st16(P, i, cnt, vec, p);
+    /* re-quantize state by state through one copy of the code: s1 (map 1), AdEMAMix m2 (map 1, at npad), s2 (map 2) */
+    const int nq = three ? 3 : two ? 2 : 1;
+#pragma unroll 1
+    for (int st = 0; st < nq; st++) {
+        const bool m2 = three && st == 1, use2 = st == nq - 1 && st > 0;
+        float v[Q_PER];
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) v[k] = st == 0 ? s1[k] : m2 ? s3[k] : s2[k];
+        const qmap_sh &sm = use2 ? sm2 : sm1;
+        req16(sm, qtop_of(sm, use2 ? z2 : z1), v, cnt, use2 ? q2.codes : m2 ? q1.codes + t.npad : q1.codes,
+              use2 ? q2.absmax : q1.absmax, i, m2 ? blk3 : blk, vec);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ LAMB/LARS norms */
-template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k_unorm(const upd_batch b, int bits) {
+template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k_unorm(const upd_batch<1> b, int bits) {
     __shared__ float red[32];
     const upd_tensor &t = b.t[0];
     dev_hp h = read_hp(b, t);
@@ -304,7 +518,7 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
     }
     float us = 0.f, ps = 0.f;
     for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < t.n; i += (int64_t)gridDim.x * THREADS) {
-        float g = to_f(G[i]) * h.gscale, p = to_f(P[i]);
+        float g = MUL(to_f(G[i]), h.gscale), p = to_f(P[i]);
         ps += p * p;
         if (!finite_f(g) || (h.skip_zeros && g == 0.f)) continue;
         float a, c;
@@ -312,8 +526,8 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
             a = ((const float *)t.s1)[i];
             c = t.s2 ? ((const float *)t.s2)[i] : 0.f;
         } else {
-            a = q1.map[q1.codes[i]] * q1.absmax[i / BNB_OPTIM_BLOCK];
-            c = t.s2 ? q2.map[q2.codes[i]] * q2.absmax[i / BNB_OPTIM_BLOCK] : 0.f;
+            a = MUL(q1.map[q1.codes[i]], q1.absmax[i / BNB_OPTIM_BLOCK]);
+            c = t.s2 ? MUL(q2.map[q2.codes[i]], q2.absmax[i / BNB_OPTIM_BLOCK]) : 0.f;
         }
         us += elem_unorm(h, g, p, a, c);
     }
@@ -325,34 +539,45 @@ template <typename PT, typename GT> __global__ void __launch_bounds__(THREADS) k
     }
 }
 
-__global__ void k_step_inc(const upd_batch b) {
-    int k = threadIdx.x;
-    if (k < b.count) {
+template <int CAP> __global__ void k_step_inc(const upd_batch<CAP> b) {
+    for (int k = threadIdx.x; k < b.count; k += blockDim.x) {
         float *hy = b.t[k].hyper;
         hy[BNB_HYPER_STEP] = __int_as_float(__float_as_int(hy[BNB_HYPER_STEP]) + 1);
     }
 }
 
 /* ------------------------------------------------------------------------------------------ launching */
-template <typename PT, typename GT> static void launch_typed(cudaStream_t s, const upd_batch &b, int bits, int grid,
-                                                              bool vec) {
-    if (bits == 8)
-        k_upd8<PT, GT><<<grid, THREADS, 0, s>>>(b);
-    else if (vec)
-        k_upd32_vec<<<grid, THREADS, 0, s>>>(b);
-    else
-        k_upd32<PT, GT><<<grid, THREADS, 0, s>>>(b);
-}
+enum { MODE_32 = 0, MODE_32_VEC, MODE_32_ROWS, MODE_8 };
 
-template <typename PT> static void launch_g(cudaStream_t s, bnb_type gt, const upd_batch &b, int bits, int grid, bool vec) {
-    switch (gt) {
-    case BNB_TYPE_F16: launch_typed<PT, __half>(s, b, bits, grid, vec); break;
-    case BNB_TYPE_BF16: launch_typed<PT, __nv_bfloat16>(s, b, bits, grid, vec); break;
-    default: launch_typed<PT, float>(s, b, bits, grid, vec); break;
+template <typename PT, typename GT, int CAP>
+static void launch_typed(cudaStream_t s, const upd_batch<CAP> &b, int mode, int grid, bool vec) {
+    switch (mode) {
+    case MODE_8: {
+        constexpr bool f32 = sizeof(PT) == 4 && sizeof(GT) == 4;
+        if constexpr (!f32) k_upd8<PT, GT, CAP, -1><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        else if (b.type == BNB_OPTIM_ADAM) k_upd8<PT, GT, CAP, BNB_OPTIM_ADAM><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        else if (b.type == BNB_OPTIM_ADAMW) k_upd8<PT, GT, CAP, BNB_OPTIM_ADAMW><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        else if (b.type == BNB_OPTIM_LION) k_upd8<PT, GT, CAP, BNB_OPTIM_LION><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        else if (b.type == BNB_OPTIM_MOMENTUM) k_upd8<PT, GT, CAP, BNB_OPTIM_MOMENTUM><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        else k_upd8<PT, GT, CAP, -1><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        break;
+    }
+    case MODE_32_VEC: k_upd32_vec<CAP><<<grid, THREADS, 0, s>>>(b); break;
+    case MODE_32_ROWS: k_upd32_rows<PT, GT, CAP><<<grid, THREADS, 0, s>>>(b); break;
+    default: k_upd32<PT, GT, CAP><<<grid, THREADS, 0, s>>>(b); break;
     }
 }
 
-template <typename PT> static void launch_unorm_g(cudaStream_t s, bnb_type gt, const upd_batch &b, int bits, int grid) {
+template <typename PT, int CAP>
+static void launch_g(cudaStream_t s, bnb_type gt, const upd_batch<CAP> &b, int mode, int grid, bool vec) {
+    switch (gt) {
+    case BNB_TYPE_F16: launch_typed<PT, __half, CAP>(s, b, mode, grid, vec); break;
+    case BNB_TYPE_BF16: launch_typed<PT, __nv_bfloat16, CAP>(s, b, mode, grid, vec); break;
+    default: launch_typed<PT, float, CAP>(s, b, mode, grid, vec); break;
+    }
+}
+
+template <typename PT> static void launch_unorm_g(cudaStream_t s, bnb_type gt, const upd_batch<1> &b, int bits, int grid) {
     switch (gt) {
     case BNB_TYPE_F16: k_unorm<PT, __half><<<grid, THREADS, 0, s>>>(b, bits); break;
     case BNB_TYPE_BF16: k_unorm<PT, __nv_bfloat16><<<grid, THREADS, 0, s>>>(b, bits); break;
@@ -360,18 +585,19 @@ template <typename PT> static void launch_unorm_g(cudaStream_t s, bnb_type gt, c
     }
 }
 
-static bnb_status launch_batch(bnb_cuda_ctx *c, bnb_tensor *const *nodes, int count) {
+template <int CAP> static bnb_status launch_batch(bnb_cuda_ctx *c, bnb_tensor *const *nodes, int count) {
     const bnb_tensor *n0 = nodes[0];
     int bits = bnb_get_op_i32(n0, BNB_UPD_P_BITS), type = bnb_get_op_i32(n0, BNB_UPD_P_TYPE);
+    int flags = bnb_get_op_i32(n0, BNB_UPD_P_FLAGS);
     bnb_type pt = n0->src[0]->type, gt = n0->src[1]->type;
-    upd_batch b;
+    static thread_local upd_batch<CAP> b; /* large (MT_MAX descriptors): not on the stack */
     memset(&b, 0, sizeof b);
     b.count = count;
     b.type = type;
-    b.skip_zeros = (bnb_get_op_i32(n0, BNB_UPD_P_FLAGS) & BNB_UPD_F_SKIP_ZEROS) != 0;
-    int chunk = bits == 8 ? CHUNK8 : CHUNK32;
+    b.skip_zeros = (flags & BNB_UPD_F_SKIP_ZEROS) != 0;
+    bool rows = bits == 32 && (flags & BNB_UPD_F_SPARSE_ROWS);
     int64_t blocks = 0;
-    bool vec = bits == 32 && pt == BNB_TYPE_F32 && gt == BNB_TYPE_F32;
+    bool vec = true;
     for (int k = 0; k < count; k++) {
         const bnb_tensor *nd = nodes[k];
         upd_tensor &t = b.t[k];
@@ -383,34 +609,40 @@ static bnb_status launch_batch(bnb_cuda_ctx *c, bnb_tensor *const *nodes, int co
         t.scale = nd->src[5] ? (const float *)nd->src[5]->data : nullptr;
         t.n = (int32_t)bnb_nelements(nd->src[0]);
         t.npad = bnb_get_op_i32(nd, BNB_UPD_P_NPAD);
+        t.row = (int32_t)BNB_MAX((int64_t)1, nd->src[0]->ne[0]);
         t.blk0 = (int32_t)blocks;
-        blocks += (t.n + chunk - 1) / chunk;
-        vec = vec && t.n % 4 == 0 && bnb_cu_aligned16(t.p) && bnb_cu_aligned16(t.g) && bnb_cu_aligned16(t.s1) &&
-              (!t.s2 || bnb_cu_aligned16(t.s2));
+        if (rows) blocks += (t.n / t.row + ROWS_PER_CTA - 1) / ROWS_PER_CTA;
+        else blocks += (t.n + (bits == 8 ? CHUNK8 : CHUNK32) - 1) / (bits == 8 ? CHUNK8 : CHUNK32);
+        vec = vec && bnb_cu_aligned16(t.p) && bnb_cu_aligned16(t.g) && bnb_cu_aligned16(t.s1) &&
+              (!t.s2 || bnb_cu_aligned16(t.s2)) && (bits == 8 || t.n % 4 == 0);
     }
     if (blocks == 0) return BNB_OK;
     if (blocks > INT32_MAX) return bnb_fail(BNB_ERR_SHAPE, "bnb_optimizer_update (cuda): too many blocks");
+    int mode = bits == 8 ? MODE_8 : rows ? MODE_32_ROWS : (vec && pt == BNB_TYPE_F32 && gt == BNB_TYPE_F32) ? MODE_32_VEC : MODE_32;
     /* LAMB/LARS: norms first (solo nodes only), accumulated into the hyper tensor */
     if (bnb_optim_uses_unorm((bnb_optim_type)type)) {
         /* max_unorm lives in device memory: the norms are always computed, used only when max_unorm > 0 */
         b.use_unorm = 1;
+        upd_batch<1> b1;
+        b1.count = 1, b1.type = b.type, b1.skip_zeros = b.skip_zeros, b1.use_unorm = 1;
+        b1.t[0] = b.t[0];
         BNB_CUDA_TRY(cudaMemsetAsync(b.t[0].hyper + HY_UNORM, 0, 2 * sizeof(float), c->stream), "bnb_optimizer_update");
         int grid = (int)BNB_MIN((int64_t)c->n_sm * 8, (b.t[0].n + THREADS - 1) / THREADS);
         if (grid < 1) grid = 1;
         switch (pt) {
-        case BNB_TYPE_F16: launch_unorm_g<__half>(c->stream, gt, b, bits, grid); break;
-        case BNB_TYPE_BF16: launch_unorm_g<__nv_bfloat16>(c->stream, gt, b, bits, grid); break;
-        default: launch_unorm_g<float>(c->stream, gt, b, bits, grid); break;
+        case BNB_TYPE_F16: launch_unorm_g<__half>(c->stream, gt, b1, bits, grid); break;
+        case BNB_TYPE_BF16: launch_unorm_g<__nv_bfloat16>(c->stream, gt, b1, bits, grid); break;
+        default: launch_unorm_g<float>(c->stream, gt, b1, bits, grid); break;
         }
         BNB_CUDA_CHECK_LAUNCH("bnb_optimizer_update (norms)");
     }
     switch (pt) {
-    case BNB_TYPE_F16: launch_g<__half>(c->stream, gt, b, bits, (int)blocks, vec); break;
-    case BNB_TYPE_BF16: launch_g<__nv_bfloat16>(c->stream, gt, b, bits, (int)blocks, vec); break;
-    default: launch_g<float>(c->stream, gt, b, bits, (int)blocks, vec); break;
+    case BNB_TYPE_F16: launch_g<__half, CAP>(c->stream, gt, b, mode, (int)blocks, vec); break;
+    case BNB_TYPE_BF16: launch_g<__nv_bfloat16, CAP>(c->stream, gt, b, mode, (int)blocks, vec); break;
+    default: launch_g<float, CAP>(c->stream, gt, b, mode, (int)blocks, vec); break;
     }
     BNB_CUDA_CHECK_LAUNCH("bnb_optimizer_update");
-    k_step_inc<<<1, 32, 0, c->stream>>>(b);
+    k_step_inc<CAP><<<1, 128, 0, c->stream>>>(b);
     BNB_CUDA_CHECK_LAUNCH("bnb_optimizer_update (step)");
     return BNB_OK;
 }
@@ -418,14 +650,12 @@ static bnb_status launch_batch(bnb_cuda_ctx *c, bnb_tensor *const *nodes, int co
 static bnb_status cuda_update(bnb_cuda_ctx *c, bnb_tensor *node) {
     int role = bnb_get_op_i32(node, BNB_UPD_P_ROLE);
     if (role == BNB_UPD_MEMBER) return BNB_OK; /* updated by its group's leader */
-    if (bnb_get_op_i32(node, BNB_UPD_P_FLAGS) & BNB_UPD_F_SPARSE_ROWS)
-        return bnb_fail(BNB_ERR_UNSUPPORTED, "bnb_optimizer_update (cuda): sparse row updates run on the CPU backend "
-                        "only; use dense updates (sparse_rows = false) on CUDA");
-    if (role == BNB_UPD_SOLO) return launch_batch(c, &node, 1);
+    if (role == BNB_UPD_SOLO) return launch_batch<1>(c, &node, 1);
     const bnb_optim_group *grp;
     memcpy(&grp, &node->op_params[BNB_UPD_P_GROUP], sizeof grp);
     for (int i = 0; i < grp->n; i += MT_MAX) {
-        bnb_status s = launch_batch(c, grp->nodes + i, BNB_MIN(MT_MAX, grp->n - i));
+        int cnt = BNB_MIN(MT_MAX, grp->n - i);
+        bnb_status s = cnt == 1 ? launch_batch<1>(c, grp->nodes + i, 1) : launch_batch<MT_MAX>(c, grp->nodes + i, cnt);
         if (s != BNB_OK) return s;
     }
     return BNB_OK;
@@ -516,7 +746,4 @@ extern "C" bnb_status bnb_cuda_optimizer(bnb_cuda_ctx *c, bnb_tensor *node) {
     }
 }
 
-extern "C" bool bnb_cuda_optimizer_supports(const bnb_tensor *node) {
-    if (node->op != BNB_OP_OPTIMIZER_UPDATE) return true;
-    return !(bnb_get_op_i32(node, BNB_UPD_P_FLAGS) & BNB_UPD_F_SPARSE_ROWS);
-}
+extern "C" bool bnb_cuda_optimizer_supports(const bnb_tensor *node) { return true; }

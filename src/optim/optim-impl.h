@@ -15,6 +15,8 @@
 
 #include "../bnb-impl.h"
 
+#include <math.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -98,6 +100,13 @@ static inline BNB_OPTIM_HD size_t bnb_opt8_absmax_offset(int64_t n) { return BNB
 static inline BNB_OPTIM_HD size_t bnb_opt8_map_offset(int64_t n) {
     int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
     return BNB_PAD((size_t)n, 16) + BNB_PAD((size_t)nblk * 4, 16);
+}
+
+/* Bias corrections c1 = 1 - b1^t, c2 = sqrt(1 - b2^t), computed in double and rounded once, so the CPU and CUDA
+ * agree bit for bit (powf differs by an ulp between libm and the CUDA math library). */
+static inline BNB_OPTIM_HD void bnb_optim_bias_corrections(float b1, float b2, int32_t t, float *c1, float *c2) {
+    *c1 = (float)(1.0 - pow((double)b1, (double)t));
+    *c2 = (float)sqrt(1.0 - pow((double)b2, (double)t));
 }
 
 /* Nearest code of y in a sorted 256-entry map: a branch-free lower bound (8 halving steps), then the nearer of the
