@@ -316,7 +316,7 @@ static void test_kill_during_save(const int32_t *tok, int64_t n) {
         unlink(tmp);
         snprintf(tmp, sizeof tmp, "%s.opt.%ld", path, (long)pid);
         unlink(tmp);
-        snprintf(tmp, sizeof tmp, "%s.opt.%ld.tmp", path, (long)pid);
+        snprintf(tmp, sizeof tmp, "%s.opt.%ld.tmp.%ld", path, (long)pid, (long)pid);
         unlink(tmp);
         bnb_trainer *r = bnb_trainer_new(&c, tok, n);
         float l = NAN;

@@ -2,6 +2,7 @@
  * written atomically (temp file, fsync, rename). Loading validates the whole file before changing anything. */
 #define _POSIX_C_SOURCE 200809L
 #include "optimizer-priv.h"
+#include "../io-util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,101 +13,40 @@
 #define OPT_MAGIC "BNBOPTST"
 #define OPT_VERSION 1u
 
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-/* A growable byte buffer (little-endian writers: the formats are defined little endian; hosts are x86/ARM LE). */
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} bytes;
-
-static void put(bytes *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n) nc *= 2;
-        uint8_t *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
-
-static bnb_status put_tensor(bytes *b, const bnb_tensor *t) {
+static bnb_status put_tensor(bnb_bytes *b, const bnb_tensor *t) {
     uint64_t n = t ? bnb_nbytes(t) : 0;
-    put_u64(b, n);
-    if (!n || b->oom) return BNB_OK;
-    size_t at = b->n;
-    uint8_t zero = 0;
-    for (uint64_t i = 0; i < n; i++) put(b, &zero, 1); /* reserve */
-    if (b->oom) return BNB_OK;
-    return bnb_tensor_get(t, b->p + at, 0, n);
+    bnb_bytes_put_u64(b, n);
+    if (!n) return BNB_OK;
+    void *dst = bnb_bytes_reserve(b, n);
+    return dst ? bnb_tensor_get(t, dst, 0, n) : BNB_OK; /* out of memory: reported by the caller */
 }
 
 bnb_status bnb_optimizer_save(const bnb_optimizer *opt, const char *path) {
     const char *op = "bnb_optimizer_save";
     if (!opt || !path) return bnb_fail(BNB_ERR_INVALID_ARG, "%s: NULL argument", op);
-    bytes b = {0};
-    put(&b, OPT_MAGIC, 8);
-    put_u32(&b, OPT_VERSION);
-    put_u32(&b, (uint32_t)opt->type);
-    put_u32(&b, (uint32_t)opt->n_entries);
-    put_u32(&b, 0);
+    bnb_bytes b = {0};
+    bnb_bytes_put(&b, OPT_MAGIC, 8);
+    bnb_bytes_put_u32(&b, OPT_VERSION);
+    bnb_bytes_put_u32(&b, (uint32_t)opt->type);
+    bnb_bytes_put_u32(&b, (uint32_t)opt->n_entries);
+    bnb_bytes_put_u32(&b, 0);
     bnb_status s = BNB_OK;
     for (int i = 0; i < opt->n_entries && s == BNB_OK; i++) {
         const optim_entry *e = &opt->entries[i];
         uint32_t len = (uint32_t)strnlen(e->param->name, BNB_MAX_NAME);
-        put_u32(&b, len);
-        put(&b, e->param->name, len);
-        put_u64(&b, (uint64_t)e->n);
-        put_u32(&b, (uint32_t)e->bits);
-        put_u32(&b, 0);
+        bnb_bytes_put_u32(&b, len);
+        bnb_bytes_put(&b, e->param->name, len);
+        bnb_bytes_put_u64(&b, (uint64_t)e->n);
+        bnb_bytes_put_u32(&b, (uint32_t)e->bits);
+        bnb_bytes_put_u32(&b, 0);
         if ((s = put_tensor(&b, e->hyper)) == BNB_OK && (s = put_tensor(&b, e->state1)) == BNB_OK &&
             (s = put_tensor(&b, e->state2)) == BNB_OK)
             s = put_tensor(&b, e->history);
     }
+    if (s == BNB_OK) bnb_bytes_put_u64(&b, bnb_fnv1a64(b.data, b.size));
     if (s == BNB_OK && b.oom) s = bnb_fail(BNB_ERR_OOM, "%s: out of host memory", op);
-    if (s == BNB_OK) put_u64(&b, fnv1a(b.p, b.n));
-    if (s != BNB_OK || b.oom) {
-        free(b.p);
-        return s != BNB_OK ? s : bnb_fail(BNB_ERR_OOM, "%s: out of host memory", op);
-    }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) {
-        free(b.p);
-        return bnb_fail(BNB_ERR_OOM, "%s: out of host memory", op);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        s = bnb_fail(BNB_ERR_IO, "%s: cannot create '%s': %s", op, tmp, strerror(errno));
-    } else {
-        bool ok = fwrite(b.p, 1, b.n, f) == b.n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        int err = errno;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok) s = bnb_fail(BNB_ERR_IO, "%s: writing '%s' failed: %s", op, tmp, strerror(err));
-        else if (rename(tmp, path) != 0) s = bnb_fail(BNB_ERR_IO, "%s: cannot rename '%s' to '%s': %s", op, tmp, path, strerror(errno));
-        if (s != BNB_OK) remove(tmp);
-    }
-    free(tmp);
-    free(b.p);
+    if (s == BNB_OK) s = bnb_atomic_write_file(path, b.data, b.size);
+    bnb_bytes_free(&b);
     return s;
 }
 
@@ -135,35 +75,16 @@ static bool get_blob(reader *r, const bnb_tensor *t, const uint8_t **data, uint6
 bnb_status bnb_optimizer_load(bnb_optimizer *opt, const char *path) {
     const char *op = "bnb_optimizer_load";
     if (!opt || !path) return bnb_fail(BNB_ERR_INVALID_ARG, "%s: NULL argument", op);
-    FILE *f = fopen(path, "rb");
-    if (!f) return bnb_fail(BNB_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
     uint8_t *buf = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (size == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            uint8_t *q = realloc(buf, cap);
-            if (!q) {
-                free(buf);
-                fclose(f);
-                return bnb_fail(BNB_ERR_OOM, "%s: out of host memory reading '%s'", op, path);
-            }
-            buf = q;
-        }
-        size_t got = fread(buf + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) break;
-    }
-    bool read_err = ferror(f);
-    fclose(f);
-    bnb_status s = BNB_OK;
-    if (read_err) s = bnb_fail(BNB_ERR_IO, "%s: error reading '%s'", op, path);
-    else if (size < 8 + 16 + 8 || memcmp(buf, OPT_MAGIC, 8) != 0)
+    size_t size = 0;
+    bnb_status s = bnb_file_read_all(path, (size_t)1 << 44, (char **)&buf, &size);
+    if (s != BNB_OK) return s;
+    if (size < 8 + 16 + 8 || memcmp(buf, OPT_MAGIC, 8) != 0)
         s = bnb_fail(BNB_ERR_IO, "%s: '%s' is not an optimizer state file (bad magic or too short: %zu bytes)", op, path, size);
     else {
         uint64_t want;
         memcpy(&want, buf + size - 8, 8);
-        if (fnv1a(buf, size - 8) != want)
+        if (bnb_fnv1a64(buf, size - 8) != want)
             s = bnb_fail(BNB_ERR_IO, "%s: '%s' is corrupt or truncated (checksum mismatch)", op, path);
     }
     reader r = {buf, size - 8, 8};

@@ -16,100 +16,20 @@
 #include <unistd.h>
 
 #include "bnb-impl.h"
+#include "io-util.h"
 
 #define CKPT_MAGIC "BNBTRCK1"
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} wbuf;
-
-static void put(wbuf *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-#define PUT(b, v) put(b, &(v), sizeof(v))
-
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+/* Checkpoints are written through the shared byte buffer and atomic file helpers (src/io-util.h). */
+#define PUT(b, v) bnb_bytes_put(b, &(v), sizeof(v))
 
 static bnb_status read_file(const char *path, uint8_t **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bnb_fail(BNB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *data = malloc(n > 0 ? (size_t)n : 1);
-    if (!*data || n < 0 || fread(*data, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(*data);
-        *data = NULL;
-        return bnb_fail(BNB_ERR_IO, "%s: read failed", path);
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return BNB_OK;
+    return bnb_file_read_all(path, (size_t)1 << 44, (char **)data, size);
 }
 
-/* Write to "<path>.tmp.<pid>", fsync, rename over path, fsync the directory. */
-static bnb_status write_atomic(const char *path, const void *data, size_t size) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return bnb_fail(BNB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    const uint8_t *p = data;
-    size_t left = size;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left > (1u << 20) ? (1u << 20) : left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return bnb_fail(BNB_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return bnb_fail(BNB_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return bnb_fail(BNB_ERR_IO, "%s: rename failed: %s", path, strerror(errno));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return BNB_OK;
-}
-
-static void put_config(wbuf *b, const bnb_model_config *c) {
+static void put_config(bnb_bytes *b, const bnb_model_config *c) {
     int64_t v[8] = {c->n_vocab, c->n_embd, c->n_ff, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ctx_train};
-    put(b, v, sizeof v);
+    bnb_bytes_put(b, v, sizeof v);
     PUT(b, c->rms_eps);
     PUT(b, c->rope_base);
     int32_t mode = c->rope_mode, tied = c->tied_output;
@@ -119,9 +39,9 @@ static void put_config(wbuf *b, const bnb_model_config *c) {
 
 bnb_status bnb_trainer_save(bnb_trainer *t, const char *path) {
     if (!t || !path) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_trainer_save: NULL argument");
-    wbuf b = {0};
+    bnb_bytes b = {0};
     uint32_t version = 1, np = (uint32_t)t->n_params;
-    put(&b, CKPT_MAGIC, 8);
+    bnb_bytes_put(&b, CKPT_MAGIC, 8);
     PUT(&b, version);
     PUT(&b, np);
     put_config(&b, &t->mc);
@@ -135,16 +55,13 @@ bnb_status bnb_trainer_save(bnb_trainer *t, const char *path) {
         int64_t n = bnb_nelements(p);
         uint64_t nbytes = bnb_nbytes(p);
         PUT(&b, len);
-        put(&b, p->name, len);
+        bnb_bytes_put(&b, p->name, len);
         PUT(&b, type);
         PUT(&b, n);
         PUT(&b, nbytes);
+        void *dst = nbytes ? bnb_bytes_reserve(&b, nbytes) : NULL;
         if (b.oom) break;
-        uint8_t *tmp = malloc(nbytes ? nbytes : 1);
-        if (!tmp) { b.oom = true; break; }
-        st = bnb_tensor_get(p, tmp, 0, nbytes);
-        put(&b, tmp, nbytes);
-        free(tmp);
+        if (dst) st = bnb_tensor_get(p, dst, 0, nbytes);
     }
     /* optimizer states through bnb_optimizer_save (a side file, read back into the checkpoint and removed) */
     char opath[4096];
@@ -157,14 +74,14 @@ bnb_status bnb_trainer_save(bnb_trainer *t, const char *path) {
     if (st == BNB_OK) {
         uint64_t n64 = blob_n;
         PUT(&b, n64);
-        put(&b, blob, blob_n);
-        uint64_t h = fnv1a(b.p, b.n);
+        bnb_bytes_put(&b, blob, blob_n);
+        uint64_t h = bnb_fnv1a64(b.data, b.size);
         PUT(&b, h);
     }
     free(blob);
     if (st == BNB_OK && b.oom) st = bnb_fail(BNB_ERR_OOM, "bnb_trainer_save: out of memory");
-    if (st == BNB_OK) st = write_atomic(path, b.p, b.n);
-    free(b.p);
+    if (st == BNB_OK) st = bnb_atomic_write_file(path, b.data, b.size);
+    bnb_bytes_free(&b);
     return st;
 }
 
@@ -212,7 +129,7 @@ static bnb_status open_ckpt(const char *path, uint8_t **data, rbuf *r) {
     }
     uint64_t h;
     memcpy(&h, *data + n - 8, 8);
-    if (fnv1a(*data, n - 8) != h) {
+    if (bnb_fnv1a64(*data, n - 8) != h) {
         free(*data);
         return bnb_fail(BNB_ERR_IO, "%s: checksum mismatch (truncated or corrupt checkpoint)", path);
     }
@@ -276,7 +193,7 @@ static bnb_status load_ckpt(bnb_trainer *t, const char *path, bool full) {
     if (st == BNB_OK && full) {
         char opath[4096];
         snprintf(opath, sizeof opath, "%s.optload.%ld", path, (long)getpid());
-        st = write_atomic(opath, blob, blob_n);
+        st = bnb_atomic_write_file(opath, blob, blob_n);
         if (st == BNB_OK) st = bnb_optimizer_load(t->opt, opath);
         unlink(opath);
         if (st == BNB_OK) {

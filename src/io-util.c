@@ -1,7 +1,7 @@
-/* File helpers for the model layer: whole-file mapping with size checks, whole-file reads with a cap, atomic
- * writes (temp file + fsync + rename), and a growable byte buffer for writers. */
+/* File helpers: whole-file mapping with size checks, whole-file reads with a cap, atomic writes (temp file + fsync +
+ * rename + directory fsync), a growable byte buffer for writers, and a checksum. */
 #define _POSIX_C_SOURCE 200809L
-#include "model-impl.h"
+#include "io-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -240,4 +240,34 @@ void bnb_bytes_put_str(bnb_bytes *b, const char *s) { bnb_bytes_put(b, s, strlen
 void bnb_bytes_free(bnb_bytes *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+void *bnb_bytes_reserve(bnb_bytes *b, size_t n) {
+    static const uint8_t zeros[256];
+    size_t at = b->size;
+    for (size_t left = n; left > 0 && !b->oom;) {
+        size_t k = left < sizeof zeros ? left : sizeof zeros;
+        bnb_bytes_put(b, zeros, k);
+        left -= k;
+    }
+    return b->oom ? NULL : b->data + at;
+}
+
+bnb_status bnb_atomic_write_file(const char *path, const void *data, size_t size) {
+    bnb_atomic_file af;
+    bnb_status s = bnb_atomic_open(&af, path);
+    if (s != BNB_OK) return s;
+    s = bnb_atomic_write(&af, data, size);
+    if (s != BNB_OK) {
+        bnb_atomic_abort(&af);
+        return s;
+    }
+    return bnb_atomic_commit(&af);
+}
+
+uint64_t bnb_fnv1a64(const void *data, size_t n) {
+    const uint8_t *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
 }
