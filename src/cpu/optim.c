@@ -4,6 +4,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 /* sqrtf without errno lets the compiler vectorise the update loops; nothing here reads errno */
 #pragma GCC optimize("no-math-errno")
+/* the update loops are short and compute-bound: 16 lanes per instruction rather than GCC's default 8 */
+#pragma GCC target("prefer-vector-width=512")
 #endif
 #include "cpu-kernels.h"
 #include "../optim/optim-impl.h"
@@ -11,6 +13,10 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define OPT8_AVX512 1
+#endif
 
 
 typedef struct {
@@ -19,6 +25,7 @@ typedef struct {
     float lr, b1, b2, b3, alpha, eps, wd;
     float c1, c2;         /* 1 - b1^t, sqrt(1 - b2^t) */
     float step_size;      /* Adam: -lr c2 / c1 */
+    float decay;          /* 1 - lr wd (decoupled weight decay, applied when wd > 0) */
     float gscale;         /* gradient scale (clipping) */
     float uscale;         /* LAMB/LARS trust-ratio scale of the step */
     bool skip_zeros;
@@ -42,7 +49,9 @@ static inline void st(void *p, bnb_type t, int64_t i, float v) {
 static inline bool finitef(float x) { return fabsf(x) <= FLT_MAX; }
 static inline float signf(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
 
-/* One element: new states and parameter from g (already scaled). Inlined with a constant type. */
+/* One element: new states and parameter from g (already scaled). Inlined with a constant type. Conditional
+ * operations are computed unconditionally and then selected: GCC does not speculate a float operation inside an
+ * if (it could trap), so an if would keep the loop scalar. The selected values are the same. */
 static inline __attribute__((always_inline)) void elem_update(const upd_hp *h, int type, float g, float *p, float *s1,
                                                                float *s2, float *s3) {
     float pv = *p;
@@ -53,34 +62,40 @@ static inline __attribute__((always_inline)) void elem_update(const upd_hp *h, i
         float m = h->b1 * *s1 + (1.f - h->b1) * g;
         float v = h->b2 * *s2 + (1.f - h->b2) * (g * g);
         pv = pv + h->uscale * h->step_size * (m / (sqrtf(v) + h->eps * h->c2));
-        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        float pd = pv * h->decay;
+        pv = h->wd > 0.f ? pd : pv;
         *s1 = m;
         *s2 = v;
         break;
     }
     case BNB_OPTIM_MOMENTUM:
     case BNB_OPTIM_LARS: {
-        if (h->wd > 0.f) g = g + h->wd * pv;
-        float m = h->t == 1 ? g : h->b1 * *s1 + g;
+        float gw = g + h->wd * pv;
+        g = h->wd > 0.f ? gw : g;
+        float mm = h->b1 * *s1 + g;
+        float m = h->t == 1 ? g : mm;
         pv = pv - h->uscale * h->lr * m;
         *s1 = m;
         break;
     }
     case BNB_OPTIM_LION: {
-        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        float pd = pv * h->decay;
+        pv = h->wd > 0.f ? pd : pv;
         pv = pv - h->lr * signf(h->b1 * *s1 + (1.f - h->b1) * g);
         *s1 = h->b2 * *s1 + (1.f - h->b2) * g;
         break;
     }
     case BNB_OPTIM_RMSPROP: {
-        if (h->wd > 0.f) g = g + h->wd * pv;
+        float gw = g + h->wd * pv;
+        g = h->wd > 0.f ? gw : g;
         float v = h->b1 * *s1 + (1.f - h->b1) * (g * g);
         pv = pv - h->lr * (g / (sqrtf(v) + h->eps));
         *s1 = v;
         break;
     }
     case BNB_OPTIM_ADAGRAD: {
-        if (h->wd > 0.f) g = g + h->wd * pv;
+        float gw = g + h->wd * pv;
+        g = h->wd > 0.f ? gw : g;
         float v = *s1 + g * g;
         pv = pv - h->lr * (g / (sqrtf(v) + h->eps));
         *s1 = v;
@@ -91,7 +106,8 @@ static inline __attribute__((always_inline)) void elem_update(const upd_hp *h, i
         float m2 = h->b3 * *s3 + (1.f - h->b3) * g;
         float v = h->b2 * *s2 + (1.f - h->b2) * (g * g);
         pv = pv - h->lr * ((m1 / h->c1 + h->alpha * m2) / (sqrtf(v) / h->c2 + h->eps));
-        if (h->wd > 0.f) pv = pv * (1.f - h->lr * h->wd);
+        float pd = pv * h->decay;
+        pv = h->wd > 0.f ? pd : pv;
         *s1 = m1;
         *s2 = v;
         *s3 = m2;
@@ -117,10 +133,14 @@ static inline float elem_unorm(const upd_hp *h, int type, float g, float p, floa
 }
 
 /* ------------------------------------------------------------------------------------------ 32-bit states */
-/* Elements [i0, i1): branch-free selects so the loop vectorises for a constant type. */
+/* Elements [i0, i1): branch-free selects so the loop vectorises for a constant type. The parameter, gradient and
+ * states never overlap. */
 static inline __attribute__((always_inline)) void run32_range(const upd_hp *h, int type, bnb_type pt, bnb_type gt,
-                                                               void *P, const void *G, float *S1, float *S2,
-                                                               float *S3, int64_t i0, int64_t i1) {
+                                                               void *restrict P, const void *restrict G,
+                                                               float *restrict S1, float *restrict S2,
+                                                               float *restrict S3, int64_t i0, int64_t i1) {
+    const upd_hp hl = *h; /* a local copy: the state stores cannot alias it, so the loop needs no alias checks */
+    h = &hl;
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2;
     const bool three = type == BNB_OPTIM_ADEMAMIX;
     for (int64_t i = i0; i < i1; i++) {
@@ -156,7 +176,7 @@ static inline __attribute__((always_inline)) void run32_range(const upd_hp *h, i
     }
 
 /* The F32/F32 case gets its own instantiation per optimizer (the hot, vectorised path). */
-static void run32(const upd_hp *h, bnb_type pt, bnb_type gt, void *P, const void *G, float *S1, float *S2,
+static __attribute__((noinline)) void run32(const upd_hp *h, bnb_type pt, bnb_type gt, void *P, const void *G, float *S1, float *S2,
                   float *S3, int64_t i0, int64_t i1) {
     if (pt == BNB_TYPE_F32 && gt == BNB_TYPE_F32) {
 #define CALL_F32(T) run32_range(h, T, BNB_TYPE_F32, BNB_TYPE_F32, P, G, S1, S2, S3, i0, i1)
@@ -217,28 +237,133 @@ static inline int quantize_code_table(const float *map, const quant_table *t, fl
     return c;
 }
 
+#ifdef OPT8_AVX512
+/* The same search 16 lanes at a time, without a binary search in memory: level s of the 8 halving steps compares y
+ * with map[b * (256 >> s) + (128 >> s) - 1], b = the s comparison bits so far, so each level is a register-table
+ * lookup (permutexvar / permutex2var) of that level's 2^s pivots. After level 7, i = 2b + gt; map[i] and map[lo] are
+ * the level-7 pivot map[2b] and one gathered neighbour; then the same nearest-code arithmetic. For a nondecreasing,
+ * NaN-free map, "map[c] < 0" is "c < nneg" (the count of negative codes), which gives the sign rule without lookups.
+ * Codes are identical to quantize_code_table / bnb_optim_quantize_code. */
+typedef struct {
+    _Alignas(64) float lvl[8][128]; /* level s: 2^s pivots (padded with zeros to 16) */
+    int nneg;
+    bool ok; /* map nondecreasing and NaN-free: the vector path applies */
+} qvec_tables;
+
+static void qvec_tables_build(const float *map, qvec_tables *T) {
+    memset(T, 0, sizeof *T);
+    T->ok = !isnan(map[0]);
+    for (int k = 1; k < 256; k++) T->ok = T->ok && map[k - 1] <= map[k];
+    for (int k = 0; k < 256; k++) T->nneg += map[k] < 0.f;
+    for (int s = 0; s < 8; s++)
+        for (int b = 0; b < (1 << s); b++) T->lvl[s][b] = map[b * (256 >> s) + (128 >> s) - 1];
+}
+
+/* t[b] for a 128-entry table, b in 0..127 */
+static inline __m512 lookup128(const float *t, __m512i b) {
+    const __m512 a = _mm512_permutex2var_ps(_mm512_load_ps(t), b, _mm512_load_ps(t + 16));
+    const __m512 c = _mm512_permutex2var_ps(_mm512_load_ps(t + 32), b, _mm512_load_ps(t + 48));
+    const __m512 d = _mm512_permutex2var_ps(_mm512_load_ps(t + 64), b, _mm512_load_ps(t + 80));
+    const __m512 e = _mm512_permutex2var_ps(_mm512_load_ps(t + 96), b, _mm512_load_ps(t + 112));
+    const __mmask16 b5 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(32));
+    const __mmask16 b6 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(64));
+    return _mm512_mask_blend_ps(b6, _mm512_mask_blend_ps(b5, a, c), _mm512_mask_blend_ps(b5, d, e));
+}
+
+/* codes of 16 values v of a block with absmax am (broadcast) */
+static inline __m128i quant16(const qvec_tables *T, const float *map, __m512 v, __m512 am) {
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __m512 y = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ), v, am);
+    __mmask16 gt = _mm512_cmp_ps_mask(y, _mm512_set1_ps(T->lvl[0][0]), _CMP_GT_OQ);
+    __m512i b = _mm512_maskz_mov_epi32(gt, one);
+#define QV_STEP(piv)                                                                                                 \
+    gt = _mm512_cmp_ps_mask(y, (piv), _CMP_GT_OQ);                                                                   \
+    b = _mm512_mask_add_epi32(_mm512_add_epi32(b, b), gt, _mm512_add_epi32(b, b), one)
+    for (int s = 1; s < 5; s++) {
+        QV_STEP(_mm512_permutexvar_ps(b, _mm512_load_ps(T->lvl[s])));
+    }
+    QV_STEP(_mm512_permutex2var_ps(_mm512_load_ps(T->lvl[5]), b, _mm512_load_ps(T->lvl[5] + 16)));
+    {
+        const __mmask16 b5 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(32));
+        QV_STEP(_mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b, _mm512_load_ps(T->lvl[6] + 16)),
+                                     _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b, _mm512_load_ps(T->lvl[6] + 48))));
+    }
+#undef QV_STEP
+    const __m512 v7 = lookup128(T->lvl[7], b); /* map[2b] */
+    gt = _mm512_cmp_ps_mask(y, v7, _CMP_GT_OQ);
+    const __m512i b2 = _mm512_add_epi32(b, b);
+    const __m512i i = _mm512_mask_add_epi32(b2, gt, b2, one);
+    const __m512i lo = _mm512_max_epi32(_mm512_sub_epi32(i, one), zero);
+    /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
+    const __m512 nb = _mm512_i32gather_ps(_mm512_mask_mov_epi32(lo, gt, i), map, 4);
+    const __m512 mi = _mm512_mask_blend_ps(gt, v7, nb), mlo = _mm512_mask_blend_ps(gt, nb, v7);
+    const __mmask16 le = _mm512_cmp_ps_mask(_mm512_sub_ps(y, mlo), _mm512_sub_ps(mi, y), _CMP_LE_OQ);
+    __m512i c = _mm512_mask_blend_epi32(le, i, lo);
+    /* sign rule */
+    const __m512i nneg = _mm512_set1_epi32(T->nneg);
+    const __mmask16 vneg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __mmask16 vpos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __mmask16 dec = vneg & _mm512_cmpeq_epi32_mask(c, nneg) & _mm512_cmpgt_epi32_mask(c, zero);
+    const __mmask16 inc = vpos & _mm512_cmplt_epi32_mask(c, nneg) & _mm512_cmplt_epi32_mask(c, _mm512_set1_epi32(255));
+    c = _mm512_mask_sub_epi32(c, dec, c, one);
+    c = _mm512_mask_add_epi32(c, inc, c, one);
+    return _mm512_cvtepi32_epi8(c);
+}
+#endif
+
 typedef struct {
     uint8_t *codes;
     float *absmax;
     const float *map;
     const quant_table *qt;
+#ifdef OPT8_AVX512
+    const qvec_tables *qv;
+#endif
 } opt8_parts;
 
 static opt8_parts opt8_of(bnb_tensor *s) {
     int64_t n = bnb_nelements(s);
     uint8_t *base = s->data;
-    opt8_parts o = {base, (float *)(base + bnb_opt8_absmax_offset(n)), (const float *)(base + bnb_opt8_map_offset(n)),
-                    NULL};
+    opt8_parts o = {0};
+    o.codes = base;
+    o.absmax = (float *)(base + bnb_opt8_absmax_offset(n));
+    o.map = (const float *)(base + bnb_opt8_map_offset(n));
     return o;
 }
 
 static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, float *out) {
     float am = o->absmax[blk];
+#ifdef OPT8_AVX512
+    if (len == BNB_OPTIM_BLOCK) {
+        const __m512 vam = _mm512_set1_ps(am);
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
+            __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o->codes + off + j)));
+            _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_i32gather_ps(idx, o->map, 4), vam));
+        }
+        return;
+    }
+#endif
     for (int j = 0; j < len; j++) out[j] = o->map[o->codes[off + j]] * am;
 }
 
 /* New absmax of the block, then the codes. */
 static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, const float *vals) {
+#ifdef OPT8_AVX512
+    if (len == BNB_OPTIM_BLOCK && o->qv->ok) {
+        /* max(a, m) is "a > m ? a : m" as below: a NaN value is skipped; the order of a max does not matter */
+        __m512 m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 32) {
+            m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(vals + j)), m0);
+            m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(vals + j + 16)), m1);
+        }
+        const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+        o->absmax[blk] = am;
+        const __m512 vam = _mm512_set1_ps(am);
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16)
+            _mm_storeu_si128((__m128i *)(o->codes + off + j), quant16(o->qv, o->map, _mm512_loadu_ps(vals + j), vam));
+        return;
+    }
+#endif
     float am = 0.f;
     for (int j = 0; j < len; j++) {
         float a = fabsf(vals[j]);
@@ -260,31 +385,23 @@ typedef struct {
     int64_t n, npad; /* AdEMAMix: m2 at element offset npad of state1 */
 } run8_args;
 
-/* One 256-element block b: dequantize, update in f32, update the parameter, re-quantize. */
+static size_t type_size(bnb_type t) { return t == BNB_TYPE_F16 || t == BNB_TYPE_BF16 ? 2 : 4; }
+
+/* One 256-element block b: dequantize, update in f32 (the 32-bit loop on the block's f32 states: the same
+ * per-element operations, vectorised), update the parameter, re-quantize. */
 static inline __attribute__((always_inline)) void run8_block_t(const run8_args *a, int64_t b, const int type) {
     const upd_hp *h = a->h;
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t i0 = b * BNB_OPTIM_BLOCK;
     int len = (int)BNB_MIN((int64_t)BNB_OPTIM_BLOCK, a->n - i0);
-    float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
+    _Alignas(64) float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
     dequant_block(&a->q1, i0, b, len, s1);
     if (two) dequant_block(&a->q2, i0, b, len, s2);
     if (three) dequant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
-    for (int j = 0; j < len; j++) {
-        float g = ld(a->G, a->gt, i0 + j) * h->gscale;
-        if (h->skip_zeros && g == 0.f) continue;
-        if (!finitef(g)) {
-            s1[j] = s2[j] = s3[j] = 0.f;
-            continue;
-        }
-        float p = ld(a->P, a->pt, i0 + j);
-        float x = s1[j], y = two ? s2[j] : 0.f, z = three ? s3[j] : 0.f;
-        elem_update(h, type, g, &p, &x, &y, &z);
-        s1[j] = x;
-        s2[j] = y;
-        s3[j] = z;
-        st(a->P, a->pt, i0 + j, p);
-    }
+    void *P = (char *)a->P + (size_t)i0 * type_size(a->pt);
+    const void *G = (const char *)a->G + (size_t)i0 * type_size(a->gt);
+    /* a call, not inlined here: inside this large function GCC leaves the loop scalar */
+    run32(h, a->pt, a->gt, P, G, s1, two ? s2 : NULL, three ? s3 : NULL, 0, len);
     quant_block(&a->q1, i0, b, len, s1);
     if (two) quant_block(&a->q2, i0, b, len, s2);
     if (three) quant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
@@ -315,6 +432,7 @@ static void read_hyper(const bnb_tensor *node, upd_hp *h) {
     h->wd = hy[BNB_HYPER_WD];
     bnb_optim_bias_corrections(h->b1, h->b2, h->t, &h->c1, &h->c2);
     h->step_size = -h->lr * h->c2 / h->c1;
+    h->decay = 1.f - h->lr * h->wd;
     h->gscale = node->src[5] ? *(const float *)node->src[5]->data : 1.f;
     h->uscale = 1.f;
     h->skip_zeros = bnb_get_op_i32(node, BNB_UPD_P_FLAGS) & BNB_UPD_F_SKIP_ZEROS;
@@ -405,6 +523,15 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
             quant_table_build(a.q2.map, &t2);
             a.q2.qt = &t2;
         }
+#ifdef OPT8_AVX512
+        qvec_tables v1, v2;
+        qvec_tables_build(a.q1.map, &v1);
+        a.q1.qv = &v1;
+        if (node->src[3]) {
+            qvec_tables_build(a.q2.map, &v2);
+            a.q2.qv = &v2;
+        }
+#endif
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int64_t b = 0; b < nblk; b++) run8_block(&a, b);
