@@ -95,14 +95,9 @@ bnb_status bnb_graph_build(bnb_graph *g, bnb_tensor *out) {
         if (g->hash[i]) marks[i] = MARK_DONE;
     int n_nodes0 = g->n_nodes, n_leafs0 = g->n_leafs;
     bnb_status st = visit(g, out, stack, marks);
-    if (st != BNB_OK) { /* roll back to the graph before this call */
-        for (size_t i = 0; i < g->hash_size; i++)
-            if (marks[i] == MARK_ACTIVE) g->hash[i] = NULL;
-        for (int i = n_nodes0; i < g->n_nodes; i++) g->hash[hash_slot(g, g->nodes[i])] = NULL;
-        for (int i = n_leafs0; i < g->n_leafs; i++) g->hash[hash_slot(g, g->leafs[i])] = NULL;
+    if (st != BNB_OK) { /* roll back to the graph before this call: keep the old nodes, re-hash them */
         g->n_nodes = n_nodes0;
         g->n_leafs = n_leafs0;
-        /* re-hash survivors (open addressing needs contiguous probe runs) */
         memset(g->hash, 0, g->hash_size * sizeof *g->hash);
         for (int i = 0; i < g->n_nodes; i++) g->hash[hash_slot(g, g->nodes[i])] = g->nodes[i];
         for (int i = 0; i < g->n_leafs; i++) g->hash[hash_slot(g, g->leafs[i])] = g->leafs[i];
