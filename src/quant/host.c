@@ -401,7 +401,9 @@ static inline __attribute__((always_inline)) int64_t run64(const void *src, bool
                                                            uint8_t *codes, float *absmax) {
     const int esz = f16 ? 2 : 4;
     int64_t bad = INT64_MAX;
-    __m512 v[4], vn[4], vinv = _mm512_setzero_ps(), vinvn = _mm512_setzero_ps();
+    /* vn is copied into v after the last block too (unused then): zero it so that copy reads defined values */
+    __m512 v[4], vn[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 vinv = _mm512_setzero_ps(), vinvn = _mm512_setzero_ps();
 #define BNB_STAGE64(b, vv, vi)                                                                                     \
     do {                                                                                                           \
         const char *pf = (const char *)src + ((b) * 64 + BNB_PF_ELEMS) * esz;                                      \
