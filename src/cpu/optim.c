@@ -13,9 +13,12 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 #define OPT8_AVX512 1
+#ifdef __GFNI__
+#define QV_REV 1 /* quant16 keeps its search index bit-reversed */
+#endif
 #endif
 
 
@@ -247,6 +250,7 @@ static inline int quantize_code_table(const float *map, const quant_table *t, fl
 typedef struct {
     _Alignas(64) float lvl[8][128]; /* level s: 2^s pivots (padded with zeros to 16) */
     int nneg;
+    int nneg_dec, nneg_inc; /* the sign rule's compares folded: c == nneg_dec (never if nneg = 0), c < min(nneg, 255) */
     bool ok; /* map nondecreasing and NaN-free: the vector path applies */
 } qvec_tables;
 
@@ -255,9 +259,22 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
     T->ok = !isnan(map[0]);
     for (int k = 1; k < 256; k++) T->ok = T->ok && map[k - 1] <= map[k];
     for (int k = 0; k < 256; k++) T->nneg += map[k] < 0.f;
+    T->nneg_dec = T->nneg > 0 ? T->nneg : -1;
+    T->nneg_inc = BNB_MIN(T->nneg, 255);
     for (int s = 0; s < 8; s++)
-        for (int b = 0; b < (1 << s); b++) T->lvl[s][b] = map[b * (256 >> s) + (128 >> s) - 1];
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = b;
+#ifdef QV_REV
+            pos = 0; /* the s bits of b reversed (see quant16) */
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
+#endif
+            T->lvl[s][pos] = map[b * (256 >> s) + (128 >> s) - 1];
+        }
 }
+
+/* The quantizer is bound by port 5 (permutes and compares into mask registers run only there): bit k of each lane as
+ * a mask through a shift and vpmovd2m (port 0) instead of vptestmd (port 5). */
+static inline __mmask16 bit_mask(__m512i b, int k) { return _mm512_movepi32_mask(_mm512_slli_epi32(b, 31 - k)); }
 
 /* t[b] for a 128-entry table, b in 0..127 */
 static inline __m512 lookup128(const float *t, __m512i b) {
@@ -265,49 +282,87 @@ static inline __m512 lookup128(const float *t, __m512i b) {
     const __m512 c = _mm512_permutex2var_ps(_mm512_load_ps(t + 32), b, _mm512_load_ps(t + 48));
     const __m512 d = _mm512_permutex2var_ps(_mm512_load_ps(t + 64), b, _mm512_load_ps(t + 80));
     const __m512 e = _mm512_permutex2var_ps(_mm512_load_ps(t + 96), b, _mm512_load_ps(t + 112));
-    const __mmask16 b5 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(32));
-    const __mmask16 b6 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(64));
+    const __mmask16 b5 = bit_mask(b, 5), b6 = bit_mask(b, 6);
     return _mm512_mask_blend_ps(b6, _mm512_mask_blend_ps(b5, a, c), _mm512_mask_blend_ps(b5, d, e));
 }
 
-/* codes of 16 values v of a block with absmax am (broadcast) */
-static inline __m128i quant16(const qvec_tables *T, const float *map, __m512 v, __m512 am) {
+/* Codes of QN x 16 values v of a block with absmax am (broadcast) into out. The QN searches are
+ * interleaved step by step: each is a long dependent chain (division, 8 lookup-compare levels, gather), and written
+ * one after another the out-of-order window held only about one of them at a time. */
+#define QN 4
+static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T, const float *map, const float *v,
+                                                           __m512 am, uint8_t *out) {
     const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __m512 y = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ), v, am);
-    __mmask16 gt = _mm512_cmp_ps_mask(y, _mm512_set1_ps(T->lvl[0][0]), _CMP_GT_OQ);
-    __m512i b = _mm512_maskz_mov_epi32(gt, one);
-#define QV_STEP(piv)                                                                                                 \
-    gt = _mm512_cmp_ps_mask(y, (piv), _CMP_GT_OQ);                                                                   \
-    b = _mm512_mask_add_epi32(_mm512_add_epi32(b, b), gt, _mm512_add_epi32(b, b), one)
-    for (int s = 1; s < 5; s++) {
-        QV_STEP(_mm512_permutexvar_ps(b, _mm512_load_ps(T->lvl[s])));
+    const __mmask16 amp = _mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 y[QN];
+    __m512i b[QN];
+    __mmask16 gt[QN];
+    for (int u = 0; u < QN; u++) {
+        y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(v + 16 * u), am);
+        gt[u] = _mm512_cmp_ps_mask(y[u], _mm512_set1_ps(T->lvl[0][0]), _CMP_GT_OQ);
+        b[u] = _mm512_maskz_mov_epi32(gt[u], one);
     }
-    QV_STEP(_mm512_permutex2var_ps(_mm512_load_ps(T->lvl[5]), b, _mm512_load_ps(T->lvl[5] + 16)));
-    {
-        const __mmask16 b5 = _mm512_test_epi32_mask(b, _mm512_set1_epi32(32));
-        QV_STEP(_mm512_mask_blend_ps(b5, _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b, _mm512_load_ps(T->lvl[6] + 16)),
-                                     _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b, _mm512_load_ps(T->lvl[6] + 48))));
+#ifdef QV_REV
+    /* b holds the comparison bits first-at-bit-0 (the tables are stored in that order): one masked add per level */
+#define QV_STEP(s, piv)                                                                                              \
+    for (int u = 0; u < QN; u++) {                                                                                   \
+        gt[u] = _mm512_cmp_ps_mask(y[u], (piv), _CMP_GT_OQ);                                                         \
+        b[u] = _mm512_mask_add_epi32(b[u], gt[u], b[u], _mm512_set1_epi32(1 << (s)));                               \
     }
+#else
+#define QV_STEP(s, piv)                                                                                              \
+    for (int u = 0; u < QN; u++) {                                                                                   \
+        gt[u] = _mm512_cmp_ps_mask(y[u], (piv), _CMP_GT_OQ);                                                         \
+        b[u] = _mm512_mask_add_epi32(_mm512_add_epi32(b[u], b[u]), gt[u], _mm512_add_epi32(b[u], b[u]), one);       \
+    }
+#endif
+    for (int s = 1; s < 5; s++) QV_STEP(s, _mm512_permutexvar_ps(b[u], _mm512_load_ps(T->lvl[s])))
+    QV_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[5]), b[u], _mm512_load_ps(T->lvl[5] + 16)))
+    QV_STEP(6, _mm512_mask_blend_ps(bit_mask(b[u], 5),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b[u], _mm512_load_ps(T->lvl[6] + 16)),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b[u], _mm512_load_ps(T->lvl[6] + 48))))
 #undef QV_STEP
-    const __m512 v7 = lookup128(T->lvl[7], b); /* map[2b] */
-    gt = _mm512_cmp_ps_mask(y, v7, _CMP_GT_OQ);
-    const __m512i b2 = _mm512_add_epi32(b, b);
-    const __m512i i = _mm512_mask_add_epi32(b2, gt, b2, one);
-    const __m512i lo = _mm512_max_epi32(_mm512_sub_epi32(i, one), zero);
-    /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
-    const __m512 nb = _mm512_i32gather_ps(_mm512_mask_mov_epi32(lo, gt, i), map, 4);
-    const __m512 mi = _mm512_mask_blend_ps(gt, v7, nb), mlo = _mm512_mask_blend_ps(gt, nb, v7);
-    const __mmask16 le = _mm512_cmp_ps_mask(_mm512_sub_ps(y, mlo), _mm512_sub_ps(mi, y), _CMP_LE_OQ);
-    __m512i c = _mm512_mask_blend_epi32(le, i, lo);
-    /* sign rule */
-    const __m512i nneg = _mm512_set1_epi32(T->nneg);
-    const __mmask16 vneg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-    const __mmask16 vpos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const __mmask16 dec = vneg & _mm512_cmpeq_epi32_mask(c, nneg) & _mm512_cmpgt_epi32_mask(c, zero);
-    const __mmask16 inc = vpos & _mm512_cmplt_epi32_mask(c, nneg) & _mm512_cmplt_epi32_mask(c, _mm512_set1_epi32(255));
-    c = _mm512_mask_sub_epi32(c, dec, c, one);
-    c = _mm512_mask_add_epi32(c, inc, c, one);
-    return _mm512_cvtepi32_epi8(c);
+    __m512 v7[QN];
+    __m512i i[QN];
+    for (int u = 0; u < QN; u++) {
+        v7[u] = lookup128(T->lvl[7], b[u]); /* map[2b] */
+        gt[u] = _mm512_cmp_ps_mask(y[u], v7[u], _CMP_GT_OQ);
+#ifdef QV_REV
+        /* i = 2b + gt in natural order: reverse the 8 bits of the low byte (GF(2) affine with the reversal matrix) */
+        i[u] = _mm512_gf2p8affine_epi64_epi8(_mm512_mask_add_epi32(b[u], gt[u], b[u], _mm512_set1_epi32(128)),
+                                             _mm512_set1_epi64((long long)0x8040201008040201ull), 0);
+#else
+        const __m512i b2 = _mm512_add_epi32(b[u], b[u]);
+        i[u] = _mm512_mask_add_epi32(b2, gt[u], b2, one);
+#endif
+    }
+    const __m512i ndec = _mm512_set1_epi32(T->nneg_dec), ninc = _mm512_set1_epi32(T->nneg_inc);
+    __m512i cs[QN];
+    for (int u = 0; u < QN; u++) {
+        const __m512i lo = _mm512_max_epi32(_mm512_sub_epi32(i[u], one), zero);
+        /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
+        const __m512 nb = _mm512_i32gather_ps(_mm512_mask_mov_epi32(lo, gt[u], i[u]), map, 4);
+        const __m512 mi = _mm512_mask_blend_ps(gt[u], v7[u], nb), mlo = _mm512_mask_blend_ps(gt[u], nb, v7[u]);
+        const __mmask16 le = _mm512_cmp_ps_mask(_mm512_sub_ps(y[u], mlo), _mm512_sub_ps(mi, y[u]), _CMP_LE_OQ);
+        __m512i c = _mm512_mask_blend_epi32(le, i[u], lo);
+        /* sign rule */
+        const __m512 vu = _mm512_loadu_ps(v + 16 * u);
+        const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __mmask16 dec = vneg & _mm512_cmpeq_epi32_mask(c, ndec);
+        const __mmask16 inc = vpos & _mm512_cmplt_epi32_mask(c, ninc);
+        c = _mm512_mask_sub_epi32(c, dec, c, one);
+        cs[u] = _mm512_mask_add_epi32(c, inc, c, one);
+    }
+#if QN == 4
+    /* codes 0..255: two saturating packs (exact) leave lane L as a[4L..4L+3] b[..] c[..] d[..]; one dword permute
+     * restores a, b, c, d order (4 port-5 uops instead of 4 two-uop vpmovdb) */
+    const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[0], cs[1]), _mm512_packus_epi32(cs[2], cs[3]));
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_si512(out, _mm512_permutexvar_epi32(ord, pk));
+#else
+    for (int u = 0; u < QN; u++) _mm_storeu_si128((__m128i *)(out + 16 * u), _mm512_cvtepi32_epi8(cs[u]));
+#endif
 }
 #endif
 
@@ -359,8 +414,7 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
         const __m512 vam = _mm512_set1_ps(am);
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16)
-            _mm_storeu_si128((__m128i *)(o->codes + off + j), quant16(o->qv, o->map, _mm512_loadu_ps(vals + j), vam));
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) quant_qn(o->qv, o->map, vals + j, vam, o->codes + off + j);
         return;
     }
 #endif
@@ -476,16 +530,15 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     q1->absmax[b] = mxa;
     q2->absmax[b] = mxb;
     const __m512 n1 = _mm512_set1_ps(mxa), n2 = _mm512_set1_ps(mxb);
-    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
-        _mm_storeu_si128((__m128i *)(q1->codes + i0 + j), quant16(q1->qv, q1->map, _mm512_load_ps(s1 + j), n1));
-        _mm_storeu_si128((__m128i *)(q2->codes + i0 + j), quant16(q2->qv, q2->map, _mm512_load_ps(s2 + j), n2));
+    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) {
+        quant_qn(q1->qv, q1->map, s1 + j, n1, q1->codes + i0 + j);
+        quant_qn(q2->qv, q2->map, s2 + j, n2, q2->codes + i0 + j);
     }
     if (three) {
         const float mxc = _mm512_reduce_max_ps(mx3);
         q1->absmax[b3] = mxc;
         const __m512 n3 = _mm512_set1_ps(mxc);
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16)
-            _mm_storeu_si128((__m128i *)(q1->codes + i3 + j), quant16(q1->qv, q1->map, _mm512_load_ps(s3 + j), n3));
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) quant_qn(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
     }
 }
 #endif
