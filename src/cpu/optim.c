@@ -354,12 +354,14 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
         c = _mm512_mask_sub_epi32(c, dec, c, one);
         cs[u] = _mm512_mask_add_epi32(c, inc, c, one);
     }
-#if QN == 4
+#if QN % 4 == 0
     /* codes 0..255: two saturating packs (exact) leave lane L as a[4L..4L+3] b[..] c[..] d[..]; one dword permute
      * restores a, b, c, d order (4 port-5 uops instead of 4 two-uop vpmovdb) */
-    const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[0], cs[1]), _mm512_packus_epi32(cs[2], cs[3]));
     const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    _mm512_storeu_si512(out, _mm512_permutexvar_epi32(ord, pk));
+    for (int u = 0; u < QN; u += 4) {
+        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[u], cs[u + 1]), _mm512_packus_epi32(cs[u + 2], cs[u + 3]));
+        _mm512_storeu_si512(out + 16 * u, _mm512_permutexvar_epi32(ord, pk));
+    }
 #else
     for (int u = 0; u < QN; u++) _mm_storeu_si128((__m128i *)(out + 16 * u), _mm512_cvtepi32_epi8(cs[u]));
 #endif
