@@ -271,3 +271,61 @@ uint64_t bnb_fnv1a64(const void *data, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
+
+/* ---------------------------------------------------------------- sinks */
+bnb_status bnb_sink_write(bnb_sink *s, const void *p, size_t n) {
+    if (s->af) return bnb_atomic_write(s->af, p, n);
+    bnb_bytes_put(s->mem, p, n);
+    return s->mem->oom ? bnb_fail(BNB_ERR_OOM, "%s: out of memory", s->who) : BNB_OK;
+}
+
+bnb_status bnb_sink_zeros(bnb_sink *s, size_t n) {
+    static const uint8_t z[64];
+    bnb_status st = BNB_OK;
+    while (n && st == BNB_OK) {
+        size_t k = n < sizeof z ? n : sizeof z;
+        st = bnb_sink_write(s, z, k);
+        n -= k;
+    }
+    return st;
+}
+
+bnb_status bnb_sink_tensor(bnb_sink *s, const bnb_tensor *t, size_t nbytes, const char *name, uint8_t **chunk) {
+    const size_t chunk_size = 4u << 20;
+    if (bnb_nbytes(t) != nbytes || !t->data)
+        return bnb_fail(BNB_ERR_INVALID_ARG, "%s: tensor '%s' changed since it was added", s->who, name);
+    if (!*chunk && !(*chunk = malloc(chunk_size))) return bnb_fail(BNB_ERR_OOM, "%s: out of memory", s->who);
+    bnb_status st = BNB_OK;
+    for (size_t o = 0; o < nbytes && st == BNB_OK; o += chunk_size) {
+        size_t k = nbytes - o < chunk_size ? nbytes - o : chunk_size;
+        st = bnb_tensor_get(t, *chunk, o, k);
+        if (st == BNB_OK) st = bnb_sink_write(s, *chunk, k);
+    }
+    return st;
+}
+
+bnb_status bnb_sink_to_file(const char *path, const char *who, bnb_sink_fn fn, void *ctx) {
+    bnb_atomic_file af;
+    bnb_status st = bnb_atomic_open(&af, path);
+    if (st != BNB_OK) return st;
+    bnb_sink s = {&af, NULL, who};
+    st = fn(ctx, &s);
+    if (st != BNB_OK) {
+        bnb_atomic_abort(&af);
+        return st;
+    }
+    return bnb_atomic_commit(&af);
+}
+
+bnb_status bnb_sink_to_memory(void **data, size_t *size, const char *who, bnb_sink_fn fn, void *ctx) {
+    bnb_bytes b = {0};
+    bnb_sink s = {NULL, &b, who};
+    bnb_status st = fn(ctx, &s);
+    if (st != BNB_OK) {
+        bnb_bytes_free(&b);
+        return st;
+    }
+    *data = b.data;
+    *size = b.size;
+    return BNB_OK;
+}

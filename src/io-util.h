@@ -52,6 +52,22 @@ void bnb_bytes_free(bnb_bytes *b);
 void *bnb_bytes_reserve(bnb_bytes *b, size_t n);
 /* Write size bytes to path atomically (bnb_atomic_open + write + commit). */
 bnb_status bnb_atomic_write_file(const char *path, const void *data, size_t size);
+/* Where a file writer's bytes go: an atomic file or a memory buffer. Writers produce their bytes once, through
+ * bnb_sink_write, and bnb_sink_to_file / bnb_sink_to_memory run them against either target. */
+typedef struct bnb_sink {
+    bnb_atomic_file *af; /* or */
+    bnb_bytes *mem;
+    const char *who;     /* for error messages */
+} bnb_sink;
+bnb_status bnb_sink_write(bnb_sink *s, const void *p, size_t n);
+bnb_status bnb_sink_zeros(bnb_sink *s, size_t n);
+/* nbytes of tensor t (wherever it lives), streamed through *chunk (allocated on first use, freed by the caller);
+ * fails when t no longer has nbytes of data (changed since a writer recorded it). */
+bnb_status bnb_sink_tensor(bnb_sink *s, const bnb_tensor *t, size_t nbytes, const char *name, uint8_t **chunk);
+typedef bnb_status (*bnb_sink_fn)(void *ctx, bnb_sink *s);
+bnb_status bnb_sink_to_file(const char *path, const char *who, bnb_sink_fn fn, void *ctx);
+bnb_status bnb_sink_to_memory(void **data, size_t *size, const char *who, bnb_sink_fn fn, void *ctx);
+
 /* FNV-1a 64-bit hash (file checksums). */
 uint64_t bnb_fnv1a64(const void *data, size_t n);
 

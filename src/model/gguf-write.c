@@ -265,29 +265,9 @@ bnb_status bnb_gguf_writer_add_raw(bnb_gguf_writer *w, const char *name, uint32_
     return BNB_OK;
 }
 
-/* ---------------------------------------------------------------- emitting */
-typedef struct sink {
-    bnb_atomic_file *af; /* or */
-    bnb_bytes *mem;
-} sink;
-
-static bnb_status emit(sink *s, const void *p, size_t n) {
-    if (s->af) return bnb_atomic_write(s->af, p, n);
-    bnb_bytes_put(s->mem, p, n);
-    return s->mem->oom ? bnb_fail(BNB_ERR_OOM, "bnb_gguf_writer: out of memory") : BNB_OK;
-}
-static bnb_status emit_zeros(sink *s, size_t n) {
-    static const uint8_t z[64];
-    bnb_status st = BNB_OK;
-    while (n && st == BNB_OK) {
-        size_t k = n < sizeof z ? n : sizeof z;
-        st = emit(s, z, k);
-        n -= k;
-    }
-    return st;
-}
-
-static bnb_status write_all(bnb_gguf_writer *w, sink *s) {
+/* ---------------------------------------------------------------- emitting (through the shared sink) */
+static bnb_status write_all(void *ctx, bnb_sink *s) {
+    bnb_gguf_writer *w = ctx;
     bnb_bytes h = {0};
     bnb_bytes_put(&h, "GGUF", 4);
     bnb_bytes_put_u32(&h, 3);
@@ -312,27 +292,15 @@ static bnb_status write_all(bnb_gguf_writer *w, sink *s) {
         bnb_bytes_free(&h);
         return bnb_fail(BNB_ERR_OOM, "bnb_gguf_writer: out of memory");
     }
-    bnb_status st = emit(s, h.data, h.size);
+    bnb_status st = bnb_sink_write(s, h.data, h.size);
     size_t pad = BNB_PAD(h.size, w->alignment) - h.size;
     bnb_bytes_free(&h);
-    if (st == BNB_OK) st = emit_zeros(s, pad);
-    const size_t chunk = 4u << 20;
+    if (st == BNB_OK) st = bnb_sink_zeros(s, pad);
     uint8_t *buf = NULL;
     for (size_t i = 0; i < w->n_t && st == BNB_OK; i++) {
         const wtensor *t = &w->ts[i];
-        if (t->raw) {
-            st = emit(s, t->raw, t->nbytes);
-        } else {
-            if (!buf && !(buf = malloc(chunk))) return bnb_fail(BNB_ERR_OOM, "bnb_gguf_writer: out of memory");
-            if (bnb_nbytes(t->t) != t->nbytes || !t->t->data)
-                st = bnb_fail(BNB_ERR_INVALID_ARG, "bnb_gguf_writer: tensor '%s' changed since it was added", t->name);
-            for (size_t o = 0; o < t->nbytes && st == BNB_OK; o += chunk) {
-                size_t k = t->nbytes - o < chunk ? t->nbytes - o : chunk;
-                st = bnb_tensor_get(t->t, buf, o, k);
-                if (st == BNB_OK) st = emit(s, buf, k);
-            }
-        }
-        if (st == BNB_OK) st = emit_zeros(s, BNB_PAD(t->nbytes, w->alignment) - t->nbytes);
+        st = t->raw ? bnb_sink_write(s, t->raw, t->nbytes) : bnb_sink_tensor(s, t->t, t->nbytes, t->name, &buf);
+        if (st == BNB_OK) st = bnb_sink_zeros(s, BNB_PAD(t->nbytes, w->alignment) - t->nbytes);
     }
     free(buf);
     return st;
@@ -340,28 +308,10 @@ static bnb_status write_all(bnb_gguf_writer *w, sink *s) {
 
 bnb_status bnb_gguf_writer_write(bnb_gguf_writer *w, const char *path) {
     if (!w) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_gguf_writer_write: writer is NULL");
-    bnb_atomic_file af;
-    bnb_status st = bnb_atomic_open(&af, path);
-    if (st != BNB_OK) return st;
-    sink s = {&af, NULL};
-    st = write_all(w, &s);
-    if (st != BNB_OK) {
-        bnb_atomic_abort(&af);
-        return st;
-    }
-    return bnb_atomic_commit(&af);
+    return bnb_sink_to_file(path, "bnb_gguf_writer", write_all, w);
 }
 
 bnb_status bnb_gguf_writer_write_memory(bnb_gguf_writer *w, void **data, size_t *size) {
     if (!w || !data || !size) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_gguf_writer_write_memory: NULL argument");
-    bnb_bytes b = {0};
-    sink s = {NULL, &b};
-    bnb_status st = write_all(w, &s);
-    if (st != BNB_OK) {
-        bnb_bytes_free(&b);
-        return st;
-    }
-    *data = b.data;
-    *size = b.size;
-    return BNB_OK;
+    return bnb_sink_to_memory(data, size, "bnb_gguf_writer", write_all, w);
 }

@@ -162,17 +162,8 @@ static void put_json_str(bnb_bytes *b, const char *s) {
     bnb_bytes_put_u8(b, '"');
 }
 
-typedef struct sink {
-    bnb_atomic_file *af;
-    bnb_bytes *mem;
-} sink;
-static bnb_status emit(sink *s, const void *p, size_t n) {
-    if (s->af) return bnb_atomic_write(s->af, p, n);
-    bnb_bytes_put(s->mem, p, n);
-    return s->mem->oom ? bnb_fail(BNB_ERR_OOM, "bnb_safetensors_writer: out of memory") : BNB_OK;
-}
-
-static bnb_status write_all(bnb_safetensors_writer *w, sink *s) {
+static bnb_status write_all(void *ctx, bnb_sink *s) {
+    bnb_safetensors_writer *w = ctx;
     bnb_bytes h = {0};
     char num[64];
     bnb_bytes_put_u8(&h, '{');
@@ -213,25 +204,13 @@ static bnb_status write_all(bnb_safetensors_writer *w, sink *s) {
     }
     uint8_t len[8];
     for (int k = 0; k < 8; k++) len[k] = (uint8_t)((uint64_t)h.size >> (8 * k));
-    bnb_status st = emit(s, len, 8);
-    if (st == BNB_OK) st = emit(s, h.data, h.size);
+    bnb_status st = bnb_sink_write(s, len, 8);
+    if (st == BNB_OK) st = bnb_sink_write(s, h.data, h.size);
     bnb_bytes_free(&h);
-    const size_t chunk = 4u << 20;
     uint8_t *buf = NULL;
     for (size_t i = 0; i < w->n && st == BNB_OK; i++) {
         const st_wtensor *t = &w->ts[i];
-        if (t->raw) {
-            st = emit(s, t->raw, t->nbytes);
-            continue;
-        }
-        if (!buf && !(buf = malloc(chunk))) return bnb_fail(BNB_ERR_OOM, "bnb_safetensors_writer: out of memory");
-        if (bnb_nbytes(t->t) != t->nbytes || !t->t->data)
-            st = bnb_fail(BNB_ERR_INVALID_ARG, "bnb_safetensors_writer: tensor '%s' changed since it was added", t->name);
-        for (size_t o = 0; o < t->nbytes && st == BNB_OK; o += chunk) {
-            size_t k = t->nbytes - o < chunk ? t->nbytes - o : chunk;
-            st = bnb_tensor_get(t->t, buf, o, k);
-            if (st == BNB_OK) st = emit(s, buf, k);
-        }
+        st = t->raw ? bnb_sink_write(s, t->raw, t->nbytes) : bnb_sink_tensor(s, t->t, t->nbytes, t->name, &buf);
     }
     free(buf);
     return st;
@@ -239,30 +218,12 @@ static bnb_status write_all(bnb_safetensors_writer *w, sink *s) {
 
 bnb_status bnb_safetensors_writer_write(bnb_safetensors_writer *w, const char *path) {
     if (!w) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_safetensors_writer_write: writer is NULL");
-    bnb_atomic_file af;
-    bnb_status st = bnb_atomic_open(&af, path);
-    if (st != BNB_OK) return st;
-    sink s = {&af, NULL};
-    st = write_all(w, &s);
-    if (st != BNB_OK) {
-        bnb_atomic_abort(&af);
-        return st;
-    }
-    return bnb_atomic_commit(&af);
+    return bnb_sink_to_file(path, "bnb_safetensors_writer", write_all, w);
 }
 
 bnb_status bnb_safetensors_writer_write_memory(bnb_safetensors_writer *w, void **data, size_t *size) {
     if (!w || !data || !size) return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_safetensors_writer_write_memory: NULL argument");
-    bnb_bytes b = {0};
-    sink s = {NULL, &b};
-    bnb_status st = write_all(w, &s);
-    if (st != BNB_OK) {
-        bnb_bytes_free(&b);
-        return st;
-    }
-    *data = b.data;
-    *size = b.size;
-    return BNB_OK;
+    return bnb_sink_to_memory(data, size, "bnb_safetensors_writer", write_all, w);
 }
 
 /* ---------------------------------------------------------------- config.json */
