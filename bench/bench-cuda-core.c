@@ -49,48 +49,18 @@ static void fill_host(float *x, int64_t n, uint64_t seed) {
     }
 }
 
-/* Median milliseconds of reps calls of fn, each timed with events on the backend's stream. */
+#include "cuda-bench.h"
+
+/* Median milliseconds of reps calls of fn, timed with events on the backend's stream. */
 static double time_ms(void (*fn)(void *), void *arg, int warmup, int reps) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    for (int i = 0; i < warmup; i++) fn(arg);
-    CK(cudaStreamSynchronize(stream));
-    double t[256];
-    if (reps > 256) reps = 256;
-    for (int i = 0; i < reps; i++) {
-        CK(cudaEventRecord(e0, stream));
-        fn(arg);
-        CK(cudaEventRecord(e1, stream));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t[i] = ms;
-    }
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    return bench_median(t, reps);
+    return bench_cuda_time_ms(stream, fn, arg, warmup, reps);
 }
 
 /* ---------------------------------------------------------------------------------------------- 1. copy */
-typedef struct {
-    void *dst, *src;
-    size_t bytes;
-} copy_arg;
-static void run_copy(void *p) {
-    copy_arg *a = p;
-    CK(cudaMemcpyAsync(a->dst, a->src, a->bytes, cudaMemcpyDeviceToDevice, stream));
-}
-
 static double bench_copy(void) {
-    copy_arg a = {NULL, NULL, (size_t)1 << 30};
-    CK(cudaMalloc(&a.src, a.bytes));
-    CK(cudaMalloc(&a.dst, a.bytes));
-    CK(cudaMemsetAsync(a.src, 0x5a, a.bytes, stream));
-    double ms = time_ms(run_copy, &a, 3, quick ? 5 : 20);
-    CK(cudaFree(a.src));
-    CK(cudaFree(a.dst));
-    double gbs = 2.0 * (double)a.bytes / (ms * 1e-3) / 1e9;
+    const size_t bytes = (size_t)1 << 30;
+    double ms = bench_cuda_copy_ms(stream, bytes, quick ? 5 : 20);
+    double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
     printf("%-34s %10.3f ms %9.1f GB/s\n", "copy D2D 1 GiB (read+write)", ms, gbs);
     bench_json_row_begin(&js);
     bench_json_str(&js, "case", "copy_d2d_1GiB");

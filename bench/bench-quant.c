@@ -225,37 +225,12 @@ static void bench_cpu(void) {
         }                                                                                                             \
     } while (0)
 
+#include "cuda-bench.h"
+
 static cudaStream_t stream;
 
 static double time_ms(void (*fn)(void *), void *arg, int warmup, int reps) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    for (int i = 0; i < warmup; i++) fn(arg);
-    CK(cudaStreamSynchronize(stream));
-    double t[64];
-    if (reps > 64) reps = 64;
-    for (int i = 0; i < reps; i++) {
-        CK(cudaEventRecord(e0, stream));
-        fn(arg);
-        CK(cudaEventRecord(e1, stream));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t[i] = ms;
-    }
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    return bench_median(t, reps);
-}
-
-typedef struct {
-    void *dst, *src;
-    size_t bytes;
-} copy_arg;
-static void run_copy(void *p) {
-    copy_arg *a = p;
-    CK(cudaMemcpyAsync(a->dst, a->src, a->bytes, cudaMemcpyDeviceToDevice, stream));
+    return bench_cuda_time_ms(stream, fn, arg, warmup, reps);
 }
 
 typedef struct {
@@ -275,14 +250,9 @@ static void bench_cuda(void) {
     BK(be);
     stream = bnb_cuda_stream(be);
     bnb_cuda_ctx *cctx = bnb_cuda_get_ctx(be);
-    copy_arg ca = {NULL, NULL, (size_t)1 << 30};
-    CK(cudaMalloc(&ca.src, ca.bytes));
-    CK(cudaMalloc(&ca.dst, ca.bytes));
-    CK(cudaMemsetAsync(ca.src, 0x3c, ca.bytes, stream));
-    double ms = time_ms(run_copy, &ca, 3, quick ? 5 : 20);
-    CK(cudaFree(ca.src));
-    CK(cudaFree(ca.dst));
-    double copy_gbs = 2.0 * (double)ca.bytes / (ms * 1e-3) / 1e9;
+    const size_t copy_bytes = (size_t)1 << 30;
+    double ms = bench_cuda_copy_ms(stream, copy_bytes, quick ? 5 : 20);
+    double copy_gbs = 2.0 * (double)copy_bytes / (ms * 1e-3) / 1e9;
     printf("\nCUDA\n");
     row("cuda", "copy D2D 1 GiB (read+write)", ms, copy_gbs, 100.0, 0);
     const int64_t n = (int64_t)1 << 28; /* 256M values: 1 GiB of f32 */
