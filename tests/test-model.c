@@ -452,9 +452,14 @@ static void roundtrip(bnb_backend *be, const bnb_model_config *c, bnb_weight_kin
                          "%s %s: config survives the round trip", fmt, bnb_weight_kind_name(kind));
                 double e = rel_diff_f(b, a, NTOK * V);
                 bool same = !memcmp(a, b, (size_t)(NTOK * V) * sizeof(float));
-                tc_check(exact ? same : e < 1e-5, "%s write -> read, %s weights, %s rope: logits %s (rel diff %.3g)",
-                         fmt, bnb_weight_kind_name(kind), c->rope_mode == BNB_ROPE_NEOX ? "neox" : "normal",
-                         exact ? "bit-identical" : "within 1e-5", e);
+                /* not exact = the HF writer permuted Q/K rows (NORMAL -> NEOX rope): the same math summed in another
+                 * order. With int8 weights the activations are re-quantized to int8 after attention, and a last-bit
+                 * float difference can flip one rounding there (seen on CUDA: 1.6e-5), hence 1e-4 for int8. */
+                const double tol = kind == BNB_WEIGHTS_INT8 ? 1e-4 : 1e-5;
+                char what[32];
+                snprintf(what, sizeof what, exact ? "bit-identical" : "within %g", tol);
+                tc_check(exact ? same : e < tol, "%s write -> read, %s weights, %s rope: logits %s (rel diff %.3g)",
+                         fmt, bnb_weight_kind_name(kind), c->rope_mode == BNB_ROPE_NEOX ? "neox" : "normal", what, e);
             }
             bnb_model_free(m2);
         }
