@@ -215,6 +215,13 @@ int main(int argc, char **argv) {
     int rc = 0;
     bool mem_printed = false;
     double t_after_first = 0;
+    if (eval_every > 0 && first == 0 && bnb_trainer_eval(t, eval_batches, &val) == BNB_OK) {
+        /* the starting point: for a fine-tune, the pretrained model's loss on this text (eval batches are fixed,
+         * so this changes nothing in the run that follows) */
+        vx[n_va] = 0, vy[n_va++] = val;
+        fprintf(stderr, "validation loss before training: %.4f\n", val);
+        if (log) fprintf(log, "0,0,nan,%.6f,0\n", val);
+    }
     while (bnb_trainer_get_step(t) < cfg.steps) {
         int64_t s = bnb_trainer_get_step(t);
         float lr = bnb_trainer_get_lr(t, s);
