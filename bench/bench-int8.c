@@ -4,7 +4,7 @@
  *  CUDA (when built with CUDA and a GPU is present): the five shapes of the LLM.int8 issue, int8 matmul (all fused
  *       passes) vs an fp16 cuBLASLt GEMM, CUDA events after warm-up (bench-int8-cuda.cu), with bitsandbytes' H100
  *       figures beside.
- * Options: --threads N, --quick (fewer shapes), --cpu-only, --gpu-only, --json FILE */
+ * Options: --threads N, --quick (fewer shapes), --shape T,K,O (one CPU shape), --cpu-only, --gpu-only, --json FILE */
 #include "common.h"
 
 #include "bnb.h"
@@ -101,12 +101,22 @@ int main(int argc, char **argv) {
     const int64_t shapes[][3] = {{1, 4096, 4096}, {16, 4096, 4096}, {128, 4096, 4096}, {512, 4096, 4096},
                                  {512, 4096, 11008}, {97, 1000, 3001}};
     int n_shapes = bench_has_flag(argc, argv, "--gpu-only") ? 0 : quick ? 3 : (int)(sizeof shapes / sizeof shapes[0]);
+    int64_t one[1][3];
+    const int64_t(*list)[3] = shapes;
+    for (int i = 1; i + 1 < argc; i++) /* --shape T,K,O: that CPU shape only */
+        if (!strcmp(argv[i], "--shape")) {
+            long long t, k, o;
+            if (sscanf(argv[i + 1], "%lld,%lld,%lld", &t, &k, &o) != 3 || t < 1 || k < 1 || o < 1)
+                return fprintf(stderr, "--shape wants T,K,O (positive)\n"), 1;
+            one[0][0] = t, one[0][1] = k, one[0][2] = o;
+            list = one, n_shapes = 1;
+        }
     printf("CPU, %d threads: bnb_matmul_int8 (threshold 6, 4 outlier columns, x quantized in the op) vs "
            "bnb_mul_mat f32\n", threads);
     printf("%8s %6s %6s | %10s %9s | %10s %9s | %7s | %12s\n", "tokens", "in", "out", "int8 ms", "int8 GOPS",
            "f32 ms", "f32 GFLOPS", "speedup", "best-of speedup");
     for (int s = 0; s < n_shapes; s++) {
-        const int64_t T = shapes[s][0], K = shapes[s][1], O = shapes[s][2];
+        const int64_t T = list[s][0], K = list[s][1], O = list[s][2];
         double m8, mf, best[2];
         if (bench_cpu_shape(cpu, T, K, O, &m8, &mf, best)) return 1;
         double ops = 2.0 * (double)T * K * O;

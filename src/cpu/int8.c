@@ -27,7 +27,7 @@
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define TGT_AVX2 __attribute__((target("avx2")))
 #define INT8_MR 4   /* x rows per micro-tile */
-#define INT8_NR 4   /* weight rows per micro-tile */
+#define INT8_NR 4   /* weight rows per micro-tile (the tiles' 4-way horizontal sums assume 4) */
 #define INT8_OB 64  /* weight rows per thread block (at most) */
 
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_VNNI = 2 };
@@ -158,10 +158,19 @@ TGT_VNNI static inline __attribute__((always_inline)) void vnni_tile(const int m
             for (int j = 0; j < INT8_NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
         }
     }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < INT8_NR; j++)
-            out[i * INT8_NR + j] =
-                (int32_t)((uint32_t)_mm512_reduce_add_epi32(acc[i][j]) - 128u * (uint32_t)wsum[j]);
+    /* 4 horizontal sums at once (a 4-way transpose-add), then the 128 * sum(w) correction for the 4 columns:
+     * at small K, 16 separate reductions per tile cost as much as the dot products themselves */
+    const __m128i corr = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)wsum), 7);
+    for (int i = 0; i < mr; i++) {
+        __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[i][0], acc[i][1]),
+                                      _mm512_unpackhi_epi32(acc[i][0], acc[i][1]));
+        __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[i][2], acc[i][3]),
+                                      _mm512_unpackhi_epi32(acc[i][2], acc[i][3]));
+        __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+        __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+        __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(out + i * INT8_NR), _mm_sub_epi32(q, corr));
+    }
 }
 
 TGT_VNNI static void vnni_tile_4x4(const int8_t *const *x, const int8_t *const *w, const int32_t *wsum, int64_t K,
@@ -187,13 +196,6 @@ TGT_VNNI static void vnni_row_sums(const int8_t *w, int64_t n, int64_t K, int32_
     }
 }
 
-TGT_AVX2 static inline int32_t avx2_hsum(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
 /* mr (1 or 2) x 4 tile; 16 ymm registers allow 2 x 4 accumulators. */
 TGT_AVX2 static inline __attribute__((always_inline)) void avx2_tile(const int mr, const int8_t *const *x,
                                                                      const int8_t *const *w, int64_t K,
@@ -215,12 +217,17 @@ TGT_AVX2 static inline __attribute__((always_inline)) void avx2_tile(const int m
             }
         }
     }
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < mr; i++) { /* 4 horizontal sums at once */
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[i][0], acc[i][1]), _mm256_hadd_epi32(acc[i][2], acc[i][3]));
+        __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        int32_t s4[INT8_NR];
+        _mm_storeu_si128((__m128i *)s4, q);
         for (int j = 0; j < INT8_NR; j++) {
-            int32_t s = avx2_hsum(acc[i][j]);
+            int32_t s = s4[j];
             for (int64_t kk = k; kk < K; kk++) s += (int32_t)x[i][kk] * (int32_t)w[j][kk];
             out[i * out_stride + j] = s;
         }
+    }
 }
 
 TGT_AVX2 static void avx2_tile_4x4(const int8_t *const *x, const int8_t *const *w, int64_t K, int32_t *out) {
