@@ -23,6 +23,8 @@ BENCHES=(
   "bench-quant"
   "bench-int8 --gpu-only"
   "bench-optim --gpu-only"
+  "bench-int8 --cpu-only"
+  "bench-optim --cpu-only"
 )
 
 export PATH=/usr/local/cuda/bin:$PATH
@@ -90,18 +92,19 @@ HEADLINES=()
 for entry in "${BENCHES[@]}"; do
   read -r -a parts <<< "$entry"
   name=${parts[0]}
+  tag=$(printf '%s' "$entry" | tr -c 'a-zA-Z0-9-' '_' | sed 's/_--/-/g; s/__*/_/g') # log/JSON name per entry
   if [ "$(left)" -lt 40 ]; then note "bench $name" "SKIPPED (out of time)"; continue; fi
   if [ ! -x "$BUILD/bin/$name" ]; then FAILED=1; note "bench $name" "MISSING (not built)"; continue; fi
   t0=$SECONDS
   cap=$(( $(left) - 30 )); [ "$cap" -gt 240 ] && cap=240
   echo "== bench $entry (cap ${cap} s)"
-  timeout "$cap" "$BUILD/bin/$name" "${parts[@]:1}" --json "$OUT/$name.json" 2>&1 | tee "$OUT/$name.log"
+  timeout "$cap" "$BUILD/bin/$name" "${parts[@]:1}" --json "$OUT/$tag.json" 2>&1 | tee "$OUT/$tag.log"
   rc=$?
-  if [ "$rc" -ne 0 ]; then FAILED=1; note "bench $name" "FAILED rc $rc ($((SECONDS - t0)) s)"; else note "bench $name" "ok ($((SECONDS - t0)) s)"; fi
-  if grep -q '^headline:' "$OUT/$name.log"; then
-    while IFS= read -r l; do HEADLINES+=("  $name: ${l#headline: }"); done < <(grep '^headline:' "$OUT/$name.log")
+  if [ "$rc" -ne 0 ]; then FAILED=1; note "bench $tag" "FAILED rc $rc ($((SECONDS - t0)) s)"; else note "bench $tag" "ok ($((SECONDS - t0)) s)"; fi
+  if grep -q '^headline:' "$OUT/$tag.log"; then
+    while IFS= read -r l; do HEADLINES+=("  $name: ${l#headline: }"); done < <(grep '^headline:' "$OUT/$tag.log")
   else
-    while IFS= read -r l; do HEADLINES+=("  $name: $l"); done < <(tail -3 "$OUT/$name.log")
+    while IFS= read -r l; do HEADLINES+=("  $tag: $l"); done < <(tail -3 "$OUT/$tag.log")
   fi
 done
 
