@@ -34,12 +34,28 @@ static bnb_tensor *norm(bnb_context *ctx, const bnb_model *m, bnb_tensor *x, bnb
     return y ? bnb_mul(ctx, y, w) : NULL;
 }
 
+/* Views of layer il's cache. K [hd, n_ctx + 1, nkv] per layer: `count` index rows from `index` seen as
+ * [hd, count, nkv]; V^T [n_ctx + 1, hd, nkv] per layer: columns from `index` seen as [count, hd, nkv]. */
+static bnb_tensor *k_view(bnb_context *ctx, const bnb_model *m, int64_t il, int64_t index, int64_t count) {
+    const bnb_tensor *k = m->k_all;
+    return bnb_view(ctx, m->k_all, 3, (const int64_t[]){k->ne[0], count, k->ne[2]},
+                    (const size_t[]){k->nb[0], k->nb[1], k->nb[2]}, (size_t)il * k->nb[3] + (size_t)index * k->nb[1]);
+}
+static bnb_tensor *v_view(bnb_context *ctx, const bnb_model *m, int64_t il, int64_t index, int64_t count) {
+    const bnb_tensor *v = m->v_all;
+    return bnb_view(ctx, m->v_all, 3, (const int64_t[]){count, v->ne[1], v->ne[2]},
+                    (const size_t[]){v->nb[0], v->nb[1], v->nb[2]}, (size_t)il * v->nb[3] + (size_t)index * v->nb[0]);
+}
+
 /* One layer's attention; returns the attention output [n_head * hd, n] in *out. The cache writes are built into
- * the graph here, before anything that reads the cache. */
-static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, const bnb_model_layer *L, bnb_tensor *h,
-                            bnb_tensor *pos, int64_t n, int64_t n_past, bnb_tensor **out) {
+ * the graph here, before anything that reads the cache. Prefill (mask NULL): k, v go to indices n_past + 1 .., the
+ * reads cover indices 1 .. n_past + n with the causal softmax. Decode (mask [n_kv + 1]): k, v go to slot 0, the
+ * reads cover slot 0 and indices 1 .. n_kv, the mask hides what the token must not see. */
+static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, int64_t il, const bnb_model_layer *L,
+                            bnb_tensor *h, bnb_tensor *pos, int64_t n, int64_t n_past, bnb_tensor *mask,
+                            int64_t n_kv_dec, bnb_tensor **out) {
     const bnb_model_config *c = &m->cfg;
-    const int64_t hd = c->head_dim, nh = c->n_head, nkv = c->n_head_kv, n_ctx = m->n_ctx, n_kv = n_past + n;
+    const int64_t hd = c->head_dim, nh = c->n_head, nkv = c->n_head_kv, n_kv = n_past + n;
     bnb_tensor *q = bnb_model_linear(ctx, m, L->wq, h);
     bnb_tensor *k = bnb_model_linear(ctx, m, L->wk, h);
     bnb_tensor *v = bnb_model_linear(ctx, m, L->wv, h);
@@ -52,34 +68,33 @@ static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, const
     k = bnb_rope(ctx, k, pos, (int)hd, c->rope_mode, c->rope_base);
     CHECK(q && k);
 
-    const size_t ek = bnb_type_size(L->k_cache->type), ev = bnb_type_size(L->v_cache->type);
-    /* k -> k_cache[:, n_past.., :] seen as [hd, nkv, n] */
-    bnb_tensor *k_dst = bnb_view(ctx, L->k_cache, 3, (const int64_t[]){hd, nkv, n},
-                                 (const size_t[]){ek, (size_t)(hd * n_ctx) * ek, (size_t)hd * ek},
-                                 (size_t)(n_past * hd) * ek);
-    /* v -> v_cache[n_past.., :, :] (transposed cache [n_ctx, hd, nkv]) seen as [hd, nkv, n] */
-    bnb_tensor *v_dst = bnb_view(ctx, L->v_cache, 3, (const int64_t[]){n, hd, nkv},
-                                 (const size_t[]){ev, (size_t)n_ctx * ev, (size_t)(n_ctx * hd) * ev},
-                                 (size_t)n_past * ev);
+    const int64_t w_index = mask ? 0 : n_past + 1;
+    /* k -> K rows w_index.. seen as [hd, nkv, n] */
+    bnb_tensor *k_dst = k_view(ctx, m, il, w_index, n);
+    /* v -> V^T columns w_index.. ([n, hd, nkv]) seen as [hd, nkv, n] */
+    bnb_tensor *v_dst = v_view(ctx, m, il, w_index, n);
     CHECK(k_dst && v_dst);
+    k_dst = bnb_permute(ctx, k_dst, 0, 2, 1, 3);
     v_dst = bnb_permute(ctx, v_dst, 2, 0, 1, 3);
-    CHECK(v_dst);
+    CHECK(k_dst && v_dst);
     bnb_tensor *k_w = bnb_cpy(ctx, k, k_dst), *v_w = bnb_cpy(ctx, v, v_dst);
     CHECK(k_w && v_w);
     bnb_status st = bnb_graph_build(gr, k_w);
     if (st == BNB_OK) st = bnb_graph_build(gr, v_w);
     if (st != BNB_OK) return st;
 
-    /* reads of the cache: K [hd, n_kv, nkv], V^T [n_kv, hd, nkv] */
-    bnb_tensor *K = bnb_view(ctx, L->k_cache, 3, (const int64_t[]){hd, n_kv, nkv},
-                             (const size_t[]){ek, (size_t)hd * ek, (size_t)(hd * n_ctx) * ek}, 0);
-    bnb_tensor *V = bnb_view(ctx, L->v_cache, 3, (const int64_t[]){n_kv, hd, nkv},
-                             (const size_t[]){ev, (size_t)n_ctx * ev, (size_t)(n_ctx * hd) * ev}, 0);
+    /* reads of the cache: K [hd, kv, nkv], V^T [kv, hd, nkv] */
+    bnb_tensor *K = mask ? k_view(ctx, m, il, 0, n_kv_dec + 1) : k_view(ctx, m, il, 1, n_kv);
+    bnb_tensor *V = mask ? v_view(ctx, m, il, 0, n_kv_dec + 1) : v_view(ctx, m, il, 1, n_kv);
     bnb_tensor *Q = bnb_permute(ctx, q, 0, 2, 1, 3); /* [hd, n, nh] */
     CHECK(K && V && Q);
-    bnb_tensor *kq = bnb_mul_mat(ctx, K, Q); /* [n_kv, n, nh] */
+    bnb_tensor *kq = bnb_mul_mat(ctx, K, Q); /* [kv, n, nh] */
     CHECK(kq);
-    bnb_tensor *p = bnb_softmax(ctx, kq, 1.0f / sqrtf((float)hd), true);
+    if (mask) {
+        kq = bnb_add(ctx, kq, mask); /* 0 where visible, -inf elsewhere: exp gives exactly 0 there */
+        CHECK(kq);
+    }
+    bnb_tensor *p = bnb_softmax(ctx, kq, 1.0f / sqrtf((float)hd), mask == NULL);
     CHECK(p);
     bnb_tensor *o = bnb_mul_mat(ctx, V, p); /* [hd, n, nh] */
     CHECK(o);
@@ -92,22 +107,11 @@ static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, const
     return BNB_OK;
 }
 
-bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool all_logits, bnb_model_graph *g) {
+/* The layers and the head on top of g->tokens / g->pos (mask: decode, see attention()). */
+static bnb_status build_body(bnb_model *m, bnb_model_graph *g, int64_t n, int64_t n_past, bool all_logits,
+                             bnb_tensor *mask, int64_t n_kv_dec) {
     const bnb_model_config *c = &m->cfg;
-    memset(g, 0, sizeof *g);
-    const size_t max_nodes = (size_t)(c->n_layer * 64 + 64);
-    const size_t mem = max_nodes * 1024 + (size_t)(1 << 20);
-    g->ctx = bnb_context_new((bnb_context_params){.mem_size = mem, .no_alloc = true});
-    if (!g->ctx) return bnb_last_status();
     bnb_context *ctx = g->ctx;
-    g->graph = bnb_graph_new(ctx, max_nodes);
-    CHECK(g->graph);
-    g->tokens = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, n), "tokens"));
-    g->pos = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, n), "positions"));
-    CHECK(g->tokens && g->pos);
-    g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
-    CHECK(g->inputs);
-
     bnb_tensor *x = bnb_get_rows(ctx, m->tok_embd, g->tokens); /* F32 [n_embd, n] */
     CHECK(x);
     for (int64_t il = 0; il < c->n_layer; il++) {
@@ -115,7 +119,7 @@ bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool a
         bnb_tensor *h = norm(ctx, m, x, L->attn_norm);
         CHECK(h);
         bnb_tensor *attn = NULL;
-        bnb_status st = attention(m, ctx, g->graph, L, h, g->pos, n, n_past, &attn);
+        bnb_status st = attention(m, ctx, g->graph, il, L, h, g->pos, n, n_past, mask, n_kv_dec, &attn);
         if (st != BNB_OK) return st;
         bnb_tensor *proj = bnb_model_linear(ctx, m, L->wo, attn);
         CHECK(proj);
@@ -144,10 +148,101 @@ bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool a
     g->logits = bnb_model_linear(ctx, m, m->output ? m->output : m->tok_embd, x);
     CHECK(g->logits);
     bnb_set_name(g->logits, "logits");
-    bnb_status st = bnb_graph_build(g->graph, g->logits);
+    return bnb_graph_build(g->graph, g->logits);
+}
+
+static bnb_status new_graph_ctx(const bnb_model *m, bnb_model_graph *g) {
+    memset(g, 0, sizeof *g);
+    const size_t max_nodes = (size_t)(m->cfg.n_layer * 64 + 64);
+    const size_t mem = max_nodes * 1024 + (size_t)(1 << 20);
+    g->ctx = bnb_context_new((bnb_context_params){.mem_size = mem, .no_alloc = true});
+    if (!g->ctx) return bnb_last_status();
+    g->graph = bnb_graph_new(g->ctx, max_nodes);
+    CHECK(g->graph);
+    return BNB_OK;
+}
+
+bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool all_logits, bnb_model_graph *g) {
+    bnb_status st = new_graph_ctx(m, g);
+    if (st != BNB_OK) return st;
+    bnb_context *ctx = g->ctx;
+    g->tokens = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, n), "tokens"));
+    g->pos = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, n), "positions"));
+    CHECK(g->tokens && g->pos);
+    g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
+    CHECK(g->inputs);
+    st = build_body(m, g, n, n_past, all_logits, NULL, 0);
     if (st != BNB_OK) return st;
     g->n = n;
     g->n_past = n_past;
     g->all_logits = all_logits;
     return BNB_OK;
+}
+
+bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran, bnb_model_graph *g) {
+    bnb_status st = new_graph_ctx(m, g);
+    if (st != BNB_OK) return st;
+    bnb_context *ctx = g->ctx;
+    g->decode = true;
+    g->n_kv = n_kv;
+    g->gran = gran;
+    g->mask_base = BNB_MAX(0, n_kv - gran);
+    g->io = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, 3), "decode_io"));
+    g->mask_rows = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, n_kv + 1, gran + 1), "mask_rows"));
+    CHECK(g->io && g->mask_rows);
+    g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
+    CHECK(g->inputs);
+    {
+        float *rows = malloc((size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
+        if (!rows) return bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory");
+        for (int64_t j = 0; j <= gran; j++) /* slot 0 and indices 1 .. n_past are visible, n_past = base + j */
+            for (int64_t i = 0; i <= n_kv; i++) rows[j * (n_kv + 1) + i] = i <= g->mask_base + j ? 0.f : -INFINITY;
+        st = bnb_tensor_set(g->mask_rows, rows, 0, (size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
+        free(rows);
+        if (st != BNB_OK) return st;
+    }
+    const size_t e = sizeof(int32_t);
+    g->tokens = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, 0);
+    g->pos = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, e);
+    bnb_tensor *row = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, 2 * e);
+    CHECK(g->tokens && g->pos && row);
+    bnb_tensor *mask = bnb_get_rows(ctx, g->mask_rows, row); /* F32 [n_kv + 1, 1]: broadcast over heads */
+    CHECK(mask);
+    st = build_body(m, g, 1, n_kv, false, mask, n_kv);
+    if (st != BNB_OK) return st;
+
+    /* the commit graph: slot 0 of all layers -> index n_past + 1 (offsets set per token) */
+    g->commit = bnb_graph_new(ctx, 16);
+    CHECK(g->commit);
+    const bnb_tensor *K = m->k_all, *V = m->v_all;
+    const int64_t kne[3] = {K->ne[0], K->ne[2], K->ne[3]}, vne[4] = {1, V->ne[1], V->ne[2], V->ne[3]};
+    const size_t knb[3] = {K->nb[0], K->nb[2], K->nb[3]}, vnb[4] = {V->nb[0], V->nb[1], V->nb[2], V->nb[3]};
+    bnb_tensor *k_src = bnb_view(ctx, m->k_all, 3, kne, knb, 0), *v_src = bnb_view(ctx, m->v_all, 4, vne, vnb, 0);
+    g->k_dst = bnb_view(ctx, m->k_all, 3, kne, knb, K->nb[1]);
+    g->v_dst = bnb_view(ctx, m->v_all, 4, vne, vnb, V->nb[0]);
+    CHECK(k_src && v_src && g->k_dst && g->v_dst);
+    g->k_cpy = bnb_cpy(ctx, k_src, g->k_dst);
+    g->v_cpy = bnb_cpy(ctx, v_src, g->v_dst);
+    CHECK(g->k_cpy && g->v_cpy);
+    st = bnb_graph_build(g->commit, g->k_cpy);
+    if (st == BNB_OK) st = bnb_graph_build(g->commit, g->v_cpy);
+    if (st != BNB_OK) return st;
+    g->n = 1;
+    return BNB_OK;
+}
+
+bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits) {
+    if (!g->decode || n_past > g->n_kv || n_past < g->mask_base || n_past + 1 > m->n_ctx)
+        return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [%lld, "
+                        "%lld]", (long long)n_past, (long long)g->mask_base, (long long)g->n_kv);
+    const int32_t io[3] = {token, (int32_t)n_past, (int32_t)(n_past - g->mask_base)};
+    bnb_status st = bnb_tensor_set(g->io, io, 0, sizeof io);
+    if (st == BNB_OK) st = bnb_graph_compute(m->backend, g->graph);
+    if (st != BNB_OK) return st;
+    /* move the new key/value from slot 0 to index n_past + 1 (views: bnb_graph_compute re-derives their data) */
+    g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)(n_past + 1) * m->k_all->nb[1];
+    g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)(n_past + 1) * m->v_all->nb[0];
+    st = bnb_graph_compute(m->backend, g->commit);
+    if (st == BNB_OK) st = bnb_tensor_get_f32(g->logits, logits, bnb_nelements(g->logits));
+    return st;
 }

@@ -145,12 +145,14 @@ bnb_model *bnb_model_new(const bnb_model_config *cfg, const bnb_model_params *pa
         if (!L->attn_norm || !L->wq || !L->wk || !L->wv || !L->wo || !L->ffn_norm || !L->w_gate || !L->w_up ||
             !L->w_down)
             goto fail;
-        snprintf(name, sizeof name, "cache_k.%lld", (long long)i);
-        L->k_cache = bnb_set_name(bnb_new_tensor_3d(m->kvctx, BNB_TYPE_F32, c->head_dim, n_ctx, c->n_head_kv), name);
-        snprintf(name, sizeof name, "cache_v.%lld", (long long)i);
-        L->v_cache = bnb_set_name(bnb_new_tensor_3d(m->kvctx, BNB_TYPE_F32, n_ctx, c->head_dim, c->n_head_kv), name);
-        if (!L->k_cache || !L->v_cache) goto fail;
     }
+    /* one tensor per K and V for all layers: the decode commit moves slot 0 of every layer with one copy */
+    m->k_all = bnb_set_name(bnb_new_tensor_4d(m->kvctx, BNB_TYPE_F32, c->head_dim, n_ctx + 1, c->n_head_kv,
+                                              c->n_layer), "cache_k");
+    m->v_all = bnb_set_name(bnb_new_tensor_4d(m->kvctx, BNB_TYPE_F32, n_ctx + 1, c->head_dim, c->n_head_kv,
+                                              c->n_layer), "cache_v");
+    if (!m->k_all || !m->v_all) goto fail;
+    m->decode_graphs = -1;
     m->wbuf = bnb_backend_alloc_tensors(m->backend, m->wctx);
     if (!m->wbuf) goto fail;
     m->kvbuf = bnb_backend_alloc_tensors(m->backend, m->kvctx);
@@ -167,6 +169,7 @@ fail:
 void bnb_model_free(bnb_model *m) {
     if (!m) return;
     bnb_model_graph_release(&m->cached);
+    bnb_model_graph_release(&m->decoded);
     if (m->wbuf) bnb_buffer_free(m->wbuf);
     if (m->kvbuf) bnb_buffer_free(m->kvbuf);
     bnb_context_free(m->wctx);
@@ -205,6 +208,7 @@ bnb_status bnb_model_set_weight(bnb_model *m, const char *name, bnb_type src_typ
         return bnb_fail(BNB_ERR_TYPE, "bnb_model_set_weight: %s: source type %s is not f32/f16/bf16", name,
                         bnb_type_name(src_type));
     bnb_model_graph_release(&m->cached);
+    bnb_model_graph_release(&m->decoded);
     if (t->type == BNB_TYPE_I8_ROW) return bnb_int8_set_from(t, src_type, src, n);
     if (t->type == src_type) return bnb_tensor_set(t, src, 0, bnb_nbytes(t));
     const float *f = src;
@@ -248,6 +252,28 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
             return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: token %d at %lld is outside the vocabulary "
                             "[0, %lld)", tokens[i], (long long)i, (long long)m->cfg.n_vocab);
+    if (m->decode_graphs < 0) {
+        const char *env = getenv("BNB_DECODE_GRAPH");
+        m->decode_graphs = !(env && strcmp(env, "0") == 0);
+    }
+    if (n == 1 && m->decode_graphs) {
+        /* positions grow in buckets of gran: one graph (and one CUDA-graph capture) per bucket. The CPU pays for
+         * every masked position, so it uses small buckets; the GPU hardly notices them but pays per capture. */
+        const int64_t gran = BNB_MIN(m->n_ctx, bnb_backend_is_cpu(m->backend) ? 32 : 256);
+        const int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
+        bnb_model_graph *d = &m->decoded;
+        if (!d->graph || d->n_kv != want || d->gran != gran) {
+            bnb_model_graph_release(d);
+            bnb_status st = bnb_model_build_decode_graph(m, want, gran, d);
+            if (st != BNB_OK) {
+                bnb_model_graph_release(d);
+                return st;
+            }
+        }
+        bnb_status st = bnb_model_decode_step(m, d, tokens[0], n_past, logits);
+        if (st != BNB_OK) bnb_model_graph_release(d);
+        return st;
+    }
     bnb_model_graph *g = &m->cached;
     if (!g->graph || g->n != n || g->n_past != n_past || g->all_logits != all_logits) {
         bnb_model_graph_release(g);

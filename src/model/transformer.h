@@ -7,18 +7,30 @@
 typedef struct bnb_model_layer {
     bnb_tensor *attn_norm, *wq, *wk, *wv, *wo;
     bnb_tensor *ffn_norm, *w_gate, *w_up, *w_down;
-    bnb_tensor *k_cache; /* [head_dim, n_ctx, n_head_kv] */
-    bnb_tensor *v_cache; /* [n_ctx, head_dim, n_head_kv] (transposed: attention reads rows over positions) */
 } bnb_model_layer;
 
-/* The graph of the last eval, reused when the next one has the same shape (perplexity windows, fixed prefills). */
+/* The graph of the last eval, reused when the next one has the same shape (perplexity windows, fixed prefills).
+ *
+ * Decode graphs (one token) are reused across tokens: their structure does not depend on the position, so the CUDA
+ * backend captures them once and replays them. The new key/value go to the cache's slot 0 (a fixed address), the
+ * attention reads slot 0 and cache positions 0 .. n_kv-1 (indices 1 .. n_kv) with an additive mask hiding the
+ * positions >= n_past, and a small second graph (`commit`, one CPY for K and one for V, all layers at once) moves
+ * slot 0 to index n_past + 1 afterwards. The mask is a row of `mask_rows` picked by get_rows with an index that
+ * comes in with the token and the position (one host->device copy per token). */
 typedef struct bnb_model_graph {
     bnb_context *ctx;
     bnb_graph *graph;
-    bnb_buffer *inputs; /* tokens + positions */
+    bnb_buffer *inputs; /* tokens + positions (+ decode: mask table) */
     bnb_tensor *tokens, *pos, *logits;
     int64_t n, n_past;
     bool all_logits;
+    /* decode graphs only */
+    bool decode;
+    bnb_tensor *io;        /* I32 [3]: token, position, mask row (tokens, pos are views of it) */
+    bnb_tensor *mask_rows; /* F32 [n_kv + 1, gran + 1]: row j = the mask for n_past = mask_base + j */
+    int64_t n_kv, gran, mask_base;
+    bnb_graph *commit;                      /* slot 0 -> index n_past + 1 of every layer's K and V */
+    bnb_tensor *k_dst, *v_dst, *k_cpy, *v_cpy; /* their view offsets are set per token */
 } bnb_model_graph;
 
 struct bnb_model {
@@ -30,6 +42,9 @@ struct bnb_model {
     bnb_buffer *wbuf;
     bnb_context *kvctx; /* KV cache */
     bnb_buffer *kvbuf;
+    /* K [head_dim, n_ctx + 1, n_head_kv, n_layer] and V [n_ctx + 1, head_dim, n_head_kv, n_layer] (V transposed:
+     * attention reads rows over positions). Index 0 is the decode slot, position p lives at index p + 1. */
+    bnb_tensor *k_all, *v_all;
     int64_t n_ctx;
     bnb_tensor *tok_embd, *output_norm, *output; /* output NULL when tied */
     bnb_model_layer *layers;
@@ -37,7 +52,9 @@ struct bnb_model {
     void (*tokenizer_free)(bnb_tokenizer *); /* set by the loader (keeps this file free of tokenizer code) */
     bnb_gguf *src_gguf; /* the GGUF file loaded from (its tokenizer.* keys are written back by save), or NULL */
     void (*src_gguf_free)(bnb_gguf *);
-    bnb_model_graph cached;
+    bnb_model_graph cached;  /* prefill (n > 1), or every eval when decode graphs are off */
+    bnb_model_graph decoded; /* one-token evals */
+    int decode_graphs;       /* -1 unknown, 0 off (BNB_DECODE_GRAPH=0: rebuild per token, for comparisons), 1 on */
 };
 
 /* Check a config (positive sizes, heads divide, ...); BNB_ERR_INVALID_ARG naming the field. `what` prefixes. */
@@ -48,6 +65,10 @@ bnb_type bnb_model_linear_type(bnb_weight_kind k);
 bnb_tensor *bnb_model_linear(bnb_context *ctx, const bnb_model *m, bnb_tensor *w, bnb_tensor *x);
 /* The forward graph for n tokens at n_past (transformer-graph.c). Fills g (ctx, graph, inputs, logits). */
 bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool all_logits, bnb_model_graph *g);
+/* The reusable one-token graph for positions up to n_kv (see bnb_model_graph), mask rows of gran + 1. */
+bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran, bnb_model_graph *g);
+/* One token through a decode graph at n_past (n_past <= g->n_kv, n_past >= g->mask_base); logits out. */
+bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits);
 void bnb_model_graph_release(bnb_model_graph *g);
 
 /* Rows of a q/k weight for one head, between the HF (NEOX, rotate_half) and GGUF (NORMAL, interleaved) layouts:
