@@ -19,6 +19,9 @@
 #ifdef __GFNI__
 #define QV_REV 1 /* quant16 keeps its search index bit-reversed */
 #endif
+#ifdef __AVX512VBMI__
+#define OPT8_VBMI 1 /* dequantize by byte-plane permutes (deq64) */
+#endif
 #endif
 
 
@@ -346,6 +349,7 @@ typedef struct {
     int nneg;
     int nneg_dec, nneg_inc; /* the sign rule's compares folded: c == nneg_dec (never if nneg = 0), c < min(nneg, 255) */
     bool ok; /* map nondecreasing and NaN-free: the vector path applies */
+    _Alignas(64) uint8_t plane[4][256]; /* byte k of map[j] at plane[k][j] (deq64) */
 } qvec_tables;
 
 static void qvec_tables_build(const float *map, qvec_tables *T) {
@@ -353,6 +357,11 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
     T->ok = !isnan(map[0]);
     for (int k = 1; k < 256; k++) T->ok = T->ok && map[k - 1] <= map[k];
     for (int k = 0; k < 256; k++) T->nneg += map[k] < 0.f;
+    for (int j = 0; j < 256; j++) {
+        uint32_t u;
+        memcpy(&u, &map[j], 4);
+        for (int k = 0; k < 4; k++) T->plane[k][j] = (uint8_t)(u >> (8 * k));
+    }
     T->nneg_dec = T->nneg > 0 ? T->nneg : -1;
     T->nneg_inc = BNB_MIN(T->nneg, 255);
     for (int s = 0; s < 8; s++)
@@ -365,6 +374,28 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
             T->lvl[s][pos] = map[b * (256 >> s) + (128 >> s) - 1];
         }
 }
+
+#ifdef OPT8_VBMI
+/* map[c] bits for 64 byte indices c (a 256-entry table without gathers: a 16-lane gather is ~16 cycles on Zen 5).
+ * Each byte of map[c] from its 256-byte plane (two 128-byte vpermt2b tables, bit 7 of c picks one), then bytes ->
+ * dwords by unpacks. The unpacks work per 128-bit lane, so c comes transposed: dword 4L + q of c holds the indices
+ * of values 16q + 4L .. 16q + 4L + 3; r[q] then holds map[] of values 16q .. 16q + 15 in order. */
+static inline void plane_lookup64(const qvec_tables *T, __m512i c, __m512 r[4]) {
+    const __mmask64 hi = _mm512_movepi8_mask(c);
+    __m512i pb[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i *t = (const __m512i *)T->plane[k];
+        pb[k] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1)),
+                                       _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), c, _mm512_load_si512(t + 3)));
+    }
+    const __m512i lo01 = _mm512_unpacklo_epi8(pb[0], pb[1]), hi01 = _mm512_unpackhi_epi8(pb[0], pb[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi8(pb[2], pb[3]), hi23 = _mm512_unpackhi_epi8(pb[2], pb[3]);
+    r[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
+    r[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
+    r[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
+    r[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+}
+#endif
 
 /* The quantizer is bound by port 5 (permutes and compares into mask registers run only there): bit k of each lane as
  * a mask through a shift and vpmovd2m (port 0) instead of vptestmd (port 5). */
@@ -431,11 +462,24 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
 #endif
     }
     const __m512i ndec = _mm512_set1_epi32(T->nneg_dec), ninc = _mm512_set1_epi32(T->nneg_inc);
-    __m512i cs[QN];
+    __m512i cs[QN], los[QN];
+    __m512 nbs[QN];
+    for (int u = 0; u < QN; u++) los[u] = _mm512_max_epi32(_mm512_sub_epi32(i[u], one), zero);
+    /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
+#if defined(OPT8_VBMI) && QN == 4
+    /* the neighbour indices (0..255) packed to bytes come out in plane_lookup64's transposed order (dword 4L + q:
+     * values 4L .. 4L + 3 of group q) */
+    plane_lookup64(T, _mm512_packus_epi16(_mm512_packus_epi32(_mm512_mask_mov_epi32(los[0], gt[0], i[0]),
+                                                              _mm512_mask_mov_epi32(los[1], gt[1], i[1])),
+                                          _mm512_packus_epi32(_mm512_mask_mov_epi32(los[2], gt[2], i[2]),
+                                                              _mm512_mask_mov_epi32(los[3], gt[3], i[3]))),
+                   nbs);
+#else
+    for (int u = 0; u < QN; u++) nbs[u] = _mm512_i32gather_ps(_mm512_mask_mov_epi32(los[u], gt[u], i[u]), map, 4);
+#endif
     for (int u = 0; u < QN; u++) {
-        const __m512i lo = _mm512_max_epi32(_mm512_sub_epi32(i[u], one), zero);
-        /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
-        const __m512 nb = _mm512_i32gather_ps(_mm512_mask_mov_epi32(lo, gt[u], i[u]), map, 4);
+        const __m512i lo = los[u];
+        const __m512 nb = nbs[u];
         const __m512 mi = _mm512_mask_blend_ps(gt[u], v7[u], nb), mlo = _mm512_mask_blend_ps(gt[u], nb, v7[u]);
         const __mmask16 le = _mm512_cmp_ps_mask(_mm512_sub_ps(y[u], mlo), _mm512_sub_ps(mi, y[u]), _CMP_LE_OQ);
         __m512i c = _mm512_mask_blend_epi32(le, i[u], lo);
@@ -482,11 +526,26 @@ static opt8_parts opt8_of(bnb_tensor *s) {
     return o;
 }
 
+#ifdef OPT8_VBMI
+/* 64 dequantized values map[code] * am into out: plane_lookup64 of the codes transposed (dword 4L + q <- 4q + L);
+ * the same floats as the gather */
+static inline void deq64(const qvec_tables *T, const uint8_t *codes, __m512 am, float *out) {
+    const __m512i tr = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512 r[4];
+    plane_lookup64(T, _mm512_permutexvar_epi32(tr, _mm512_loadu_si512(codes)), r);
+    for (int q = 0; q < 4; q++) _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(r[q], am));
+}
+#endif
+
 static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, float *out) {
     float am = o->absmax[blk];
 #ifdef OPT8_AVX512
     if (len == BNB_OPTIM_BLOCK) {
         const __m512 vam = _mm512_set1_ps(am);
+#ifdef OPT8_VBMI
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) deq64(o->qv, o->codes + off + j, vam, out + j);
+        return;
+#endif
         for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
             __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o->codes + off + j)));
             _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_i32gather_ps(idx, o->map, 4), vam));
@@ -558,13 +617,15 @@ static inline __attribute__((always_inline)) void run8_block_t(const run8_args *
 }
 
 #ifdef OPT8_AVX512
-/* 16 dequantized values: map[code] * absmax, as dequant_block. A gather, not register permutes (8 permutes + 7
- * blends per lookup measured slower: the update is bound by the vector ports, and a gather mostly uses load ports) */
+/* 16 dequantized values: map[code] * absmax, as dequant_block (a gather) */
 static inline __m512 deq16(const opt8_parts *o, int64_t off, __m512 am) {
     const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o->codes + off)));
     return _mm512_mul_ps(_mm512_i32gather_ps(idx, o->map, 4), am);
 }
+#endif
 
+
+#ifdef OPT8_AVX512
 /* Adam / AdamW / LAMB (three = false) and AdEMAMix (three = true) on a full block with f32 parameter and gradient:
  * dequantize, update and the states' absmax 16 lanes at a time in registers, then re-quantize. The f32 operations
  * are elem_update's / run32_range's, in the same order and without contraction (separate multiplies and adds), and
@@ -581,11 +642,22 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     const __m512 am1 = _mm512_set1_ps(q1->absmax[b]), am2 = _mm512_set1_ps(q2->absmax[b]);
     const __m512 am3 = three ? _mm512_set1_ps(q1->absmax[b3]) : zero;
     __m512 mx1 = zero, mx2 = zero, mx3 = zero;
+#ifdef OPT8_VBMI
+    /* the old states into s1..s3 first (byte-plane lookups), then the update reads and overwrites them */
+    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+        deq64(q1->qv, q1->codes + i0 + j, am1, s1 + j);
+        deq64(q2->qv, q2->codes + i0 + j, am2, s2 + j);
+        if (three) deq64(q1->qv, q1->codes + i3 + j, am3, s3 + j);
+    }
+#define DEQ(o, s, off, am) _mm512_load_ps(s + j)
+#else
+#define DEQ(o, s, off, am) deq16(o, off, am)
+#endif
     for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
         const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(G + j), k.gscale);
         const __m512 p0 = _mm512_loadu_ps(P + j);
-        const __m512 a1 = deq16(q1, i0 + j, am1), a2 = deq16(q2, i0 + j, am2);
-        const __m512 a3 = three ? deq16(q1, i3 + j, am3) : zero;
+        const __m512 a1 = DEQ(q1, s1, i0 + j, am1), a2 = DEQ(q2, s2, i0 + j, am2);
+        const __m512 a3 = three ? DEQ(q1, s3, i3 + j, am3) : zero;
         __m512 m = a1, v = a2, m2 = a3;
         const __m512 pv = vec_update(&k, three ? BNB_OPTIM_ADEMAMIX : BNB_OPTIM_ADAM, g, p0, &m, &v, &m2);
         const __mmask16 fin = _mm512_cmp_ps_mask(_mm512_abs_ps(g), fmax, _CMP_LE_OQ);
@@ -604,6 +676,7 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
         }
         _mm512_storeu_ps(P + j, _mm512_mask_mov_ps(p0, fin & ~keep, pv));
     }
+#undef DEQ
     /* absmax as quant_block (a NaN value is skipped by max's operand order), then the codes of both states */
     const float mxa = _mm512_reduce_max_ps(mx1), mxb = _mm512_reduce_max_ps(mx2);
     q1->absmax[b] = mxa;
