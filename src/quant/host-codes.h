@@ -358,6 +358,81 @@ static inline __attribute__((always_inline)) int64_t run64(const void *src, bool
     return bad;
 }
 
+/* 16 f32 or f16 values at element i of src as f32 */
+static inline __m512 load16(const void *src, bool f16, int64_t i) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i)))
+               : _mm512_loadu_ps((const float *)src + i);
+}
+
+/* Blocks of B elements (B a multiple of 64 above 64; 8-bit with the count search, or 4-bit): the absmax of block
+ * b+1 (its first touch of memory, prefetched ahead) runs in the same loop as block b's codes, so those loads overlap
+ * b's search and b+1 is in L1 for its own codes (at most 2 x 16 KB). Before, each block's absmax pass waited on
+ * memory and its search then ran alone. Absmax, scale and codes are computed as in the general path (unsigned max
+ * of |x|'s bits, bnb_qinv, x * inv), a non-finite block gets NaN and the codes of x * 0. Returns the first
+ * non-finite block or INT64_MAX. */
+static inline __attribute__((always_inline)) int64_t runB(const void *src, bool f16, int64_t B, int64_t b0,
+                                                          int64_t b1, bool four_bit, bool nf4,
+                                                          const qsearch_tables *T, uint8_t *codes, float *absmax) {
+    const int esz = f16 ? 2 : 4;
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    int64_t bad = INT64_MAX;
+    __m512 vinv = _mm512_setzero_ps();
+    __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+    for (int64_t j = 0; j < B; j += 32) { /* block b0's absmax: a plain pass */
+        m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_castps_si512(load16(src, f16, b0 * B + j)), absm));
+        m1 = _mm512_max_epu32(m1, _mm512_and_si512(_mm512_castps_si512(load16(src, f16, b0 * B + j + 16)), absm));
+    }
+    for (int64_t b = b0; b < b1; b++) {
+        /* the scale of block b from its absmax bits (in m0, m1) */
+        const uint32_t mb = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
+        if (mb < 0x7f800000u) {
+            float m;
+            memcpy(&m, &mb, 4);
+            absmax[b] = m;
+            vinv = _mm512_set1_ps(bnb_qinv(m));
+        } else {
+            absmax[b] = NAN;
+            vinv = _mm512_setzero_ps();
+            if (b < bad) bad = b;
+        }
+        m0 = m1 = _mm512_setzero_si512();
+        const int64_t s = b * B, sn = s + B;
+        const bool next = b + 1 < b1;
+        for (int64_t j = 0; j < B; j += 32) {
+            if (next) {
+                const char *pf = (const char *)src + (sn + j + BNB_PF_ELEMS) * esz;
+                _mm_prefetch(pf, _MM_HINT_T0);
+                if (!f16) _mm_prefetch(pf + 64, _MM_HINT_T0);
+                m0 = _mm512_max_epu32(m0, _mm512_and_si512(_mm512_castps_si512(load16(src, f16, sn + j)), absm));
+                m1 = _mm512_max_epu32(m1, _mm512_and_si512(_mm512_castps_si512(load16(src, f16, sn + j + 16)), absm));
+            }
+            const __m512 y0 = _mm512_mul_ps(load16(src, f16, s + j), vinv);
+            const __m512 y1 = _mm512_mul_ps(load16(src, f16, s + j + 16), vinv);
+            if (four_bit) {
+                _mm_storeu_si128((__m128i *)(codes + (s + j) / 2), pack32(encode4_16(y0, nf4), encode4_16(y1, nf4)));
+            } else {
+                _mm_storeu_si128((__m128i *)(codes + s + j), count8_16(T, y0));
+                _mm_storeu_si128((__m128i *)(codes + s + j + 16), count8_16(T, y1));
+            }
+        }
+    }
+    return bad;
+}
+
+/* runB specialised per source type and kind */
+static int64_t blocksB(const void *src, bnb_type src_type, int64_t B, int64_t b0, int64_t b1, bool four_bit, bool nf4,
+                       const qsearch_tables *T, uint8_t *codes, float *absmax) {
+    const bool f16 = src_type == BNB_TYPE_F16;
+    if (four_bit && nf4)
+        return f16 ? runB(src, true, B, b0, b1, true, true, T, codes, absmax)
+                   : runB(src, false, B, b0, b1, true, true, T, codes, absmax);
+    if (four_bit)
+        return f16 ? runB(src, true, B, b0, b1, true, false, T, codes, absmax)
+                   : runB(src, false, B, b0, b1, true, false, T, codes, absmax);
+    return f16 ? runB(src, true, B, b0, b1, false, false, T, codes, absmax)
+               : runB(src, false, B, b0, b1, false, false, T, codes, absmax);
+}
+
 /* run64 specialised per source type and kind */
 static int64_t blocks64(const void *src, bnb_type src_type, int64_t b0, int64_t b1, bool four_bit, bool nf4,
                         const qsearch_tables *T, uint8_t *codes, float *absmax) {
