@@ -350,6 +350,7 @@ typedef struct {
     int nneg_dec, nneg_inc; /* the sign rule's compares folded: c == nneg_dec (never if nneg = 0), c < min(nneg, 255) */
     bool ok; /* map nondecreasing and NaN-free: the vector path applies */
     _Alignas(64) uint8_t plane[4][256]; /* byte k of map[j] at plane[k][j] (deq64) */
+    bool planes; /* map lookups by plane_lookup64 (VBMI; env BNB_OPT8_LOOKUP=gather: gathers) */
 } qvec_tables;
 
 static void qvec_tables_build(const float *map, qvec_tables *T) {
@@ -357,6 +358,10 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
     T->ok = !isnan(map[0]);
     for (int k = 1; k < 256; k++) T->ok = T->ok && map[k - 1] <= map[k];
     for (int k = 0; k < 256; k++) T->nneg += map[k] < 0.f;
+#ifdef OPT8_VBMI
+    const char *e = getenv("BNB_OPT8_LOOKUP");
+    T->planes = !(e && !strcmp(e, "gather"));
+#endif
     for (int j = 0; j < 256; j++) {
         uint32_t u;
         memcpy(&u, &map[j], 4);
@@ -469,14 +474,15 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
 #if defined(OPT8_VBMI) && QN == 4
     /* the neighbour indices (0..255) packed to bytes come out in plane_lookup64's transposed order (dword 4L + q:
      * values 4L .. 4L + 3 of group q) */
-    plane_lookup64(T, _mm512_packus_epi16(_mm512_packus_epi32(_mm512_mask_mov_epi32(los[0], gt[0], i[0]),
+    if (T->planes)
+        plane_lookup64(T, _mm512_packus_epi16(_mm512_packus_epi32(_mm512_mask_mov_epi32(los[0], gt[0], i[0]),
                                                               _mm512_mask_mov_epi32(los[1], gt[1], i[1])),
                                           _mm512_packus_epi32(_mm512_mask_mov_epi32(los[2], gt[2], i[2]),
                                                               _mm512_mask_mov_epi32(los[3], gt[3], i[3]))),
                    nbs);
-#else
-    for (int u = 0; u < QN; u++) nbs[u] = _mm512_i32gather_ps(_mm512_mask_mov_epi32(los[u], gt[u], i[u]), map, 4);
+    else
 #endif
+    for (int u = 0; u < QN; u++) nbs[u] = _mm512_i32gather_ps(_mm512_mask_mov_epi32(los[u], gt[u], i[u]), map, 4);
     for (int u = 0; u < QN; u++) {
         const __m512i lo = los[u];
         const __m512 nb = nbs[u];
@@ -543,8 +549,10 @@ static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, 
     if (len == BNB_OPTIM_BLOCK) {
         const __m512 vam = _mm512_set1_ps(am);
 #ifdef OPT8_VBMI
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) deq64(o->qv, o->codes + off + j, vam, out + j);
-        return;
+        if (o->qv->planes) {
+            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) deq64(o->qv, o->codes + off + j, vam, out + j);
+            return;
+        }
 #endif
         for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
             __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o->codes + off + j)));
@@ -642,17 +650,16 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     const __m512 am1 = _mm512_set1_ps(q1->absmax[b]), am2 = _mm512_set1_ps(q2->absmax[b]);
     const __m512 am3 = three ? _mm512_set1_ps(q1->absmax[b3]) : zero;
     __m512 mx1 = zero, mx2 = zero, mx3 = zero;
+    bool pre = false; /* the old states dequantized into s1..s3 first (plane lookups), the update overwrites them */
 #ifdef OPT8_VBMI
-    /* the old states into s1..s3 first (byte-plane lookups), then the update reads and overwrites them */
-    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+    pre = q1->qv->planes;
+    for (int j = 0; pre && j < BNB_OPTIM_BLOCK; j += 64) {
         deq64(q1->qv, q1->codes + i0 + j, am1, s1 + j);
         deq64(q2->qv, q2->codes + i0 + j, am2, s2 + j);
         if (three) deq64(q1->qv, q1->codes + i3 + j, am3, s3 + j);
     }
-#define DEQ(o, s, off, am) _mm512_load_ps(s + j)
-#else
-#define DEQ(o, s, off, am) deq16(o, off, am)
 #endif
+#define DEQ(o, s, off, am) (pre ? _mm512_load_ps(s + j) : deq16(o, off, am))
     for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
         const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(G + j), k.gscale);
         const __m512 p0 = _mm512_loadu_ps(P + j);
