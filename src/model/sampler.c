@@ -75,6 +75,30 @@ static int cand_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+/* Heap of the k best seen so far with the worst at the root (c[0..k)); then sorted best first. */
+static void sift_down(cand *h, int32_t k, int32_t i) {
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < k && cand_desc(&h[l], &h[w]) > 0) w = l; /* > 0: h[l] ranks after h[w] (worse) */
+        if (r < k && cand_desc(&h[r], &h[w]) > 0) w = r;
+        if (w == i) return;
+        cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+static void top_k_select(cand *c, int32_t n, int32_t k) {
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
+    for (int32_t j = k; j < n; j++)
+        if (cand_desc(&c[j], &c[0]) < 0) { /* better than the worst kept */
+            c[0] = c[j];
+            sift_down(c, k, 0);
+        }
+    qsort(c, (size_t)k, sizeof(cand), cand_desc);
+}
+
 int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
     if (!s || !logits) return -1;
     const int32_t nv = s->n_vocab;
@@ -101,19 +125,8 @@ int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
         if (!isnan(l[i])) s->cands[n++] = (cand){l[i] / s->p.temperature, i};
     if (n == 0) return 0;
     int32_t k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
-    /* full sort when k is large; otherwise select the top k by a partial pass */
-    if (k == n || k > 64) {
-        qsort(s->cands, (size_t)n, sizeof(cand), cand_desc);
-    } else {
-        for (int32_t i = 0; i < k; i++) { /* k <= 64: k selection passes beat a full sort */
-            int32_t b = i;
-            for (int32_t j = i + 1; j < n; j++)
-                if (cand_desc(&s->cands[j], &s->cands[b]) < 0) b = j;
-            cand tmp = s->cands[i];
-            s->cands[i] = s->cands[b];
-            s->cands[b] = tmp;
-        }
-    }
+    if (k < n) top_k_select(s->cands, n, k); /* the best k first, in cand_desc order: O(n log k) */
+    else qsort(s->cands, (size_t)n, sizeof(cand), cand_desc);
     /* softmax over the k candidates (sorted descending), then the top-p cut */
     const float mx = s->cands[0].logit;
     double sum = 0;

@@ -10,7 +10,9 @@
 #include "transformer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 bnb_tensor *bnb_model_linear(bnb_context *ctx, const bnb_model *m, bnb_tensor *w, bnb_tensor *x) {
     if (w->type == BNB_TYPE_I8_ROW) return bnb_matmul_int8(ctx, x, w, m->params.int8_threshold, NULL);
@@ -98,10 +100,12 @@ static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, int64
     CHECK(p);
     bnb_tensor *o = bnb_mul_mat(ctx, V, p); /* [hd, n, nh] */
     CHECK(o);
-    o = bnb_permute(ctx, o, 0, 2, 1, 3); /* [hd, nh, n] */
-    CHECK(o);
-    o = bnb_cont(ctx, o);
-    CHECK(o);
+    if (n > 1) { /* one token: [hd, 1, nh] already has the memory order of [hd, nh, 1] */
+        o = bnb_permute(ctx, o, 0, 2, 1, 3); /* [hd, nh, n] */
+        CHECK(o);
+        o = bnb_cont(ctx, o);
+        CHECK(o);
+    }
     *out = bnb_reshape_2d(ctx, o, hd * nh, n);
     CHECK(*out);
     return BNB_OK;
@@ -231,18 +235,54 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     return BNB_OK;
 }
 
+/* BNB_DECODE_PROFILE=1: host time per decode phase (no extra syncs: on the GPU the launches are asynchronous, so the
+ * logits read-back holds the wait for the device), printed by bnb_model_free. */
+static struct {
+    int on; /* -1 unknown */
+    double io, graph, commit, read;
+    int64_t n;
+} g_prof = {-1, 0, 0, 0, 0, 0};
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void bnb_model_decode_profile_report(void) {
+    if (g_prof.on != 1 || g_prof.n == 0) return;
+    const double k = 1e6 / (double)g_prof.n;
+    fprintf(stderr, "decode profile: %lld tokens, us/token: inputs %.1f | graph %.1f | commit %.1f | logits read "
+            "(incl. device wait) %.1f | total %.1f\n", (long long)g_prof.n, g_prof.io * k, g_prof.graph * k,
+            g_prof.commit * k, g_prof.read * k, (g_prof.io + g_prof.graph + g_prof.commit + g_prof.read) * k);
+    g_prof.io = g_prof.graph = g_prof.commit = g_prof.read = 0;
+    g_prof.n = 0;
+}
+
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits) {
+    if (g_prof.on < 0) {
+        const char *env = getenv("BNB_DECODE_PROFILE");
+        g_prof.on = env && strcmp(env, "1") == 0;
+    }
+    double t0 = g_prof.on ? prof_now() : 0, t1 = 0, t2 = 0, t3 = 0;
     if (!g->decode || n_past > g->n_kv || n_past < g->mask_base || n_past + 1 > m->n_ctx)
         return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [%lld, "
                         "%lld]", (long long)n_past, (long long)g->mask_base, (long long)g->n_kv);
     const int32_t io[3] = {token, (int32_t)n_past, (int32_t)(n_past - g->mask_base)};
     bnb_status st = bnb_tensor_set(g->io, io, 0, sizeof io);
+    if (g_prof.on) t1 = prof_now();
     if (st == BNB_OK) st = bnb_graph_compute(m->backend, g->graph);
     if (st != BNB_OK) return st;
+    if (g_prof.on) t2 = prof_now();
     /* move the new key/value from slot 0 to index n_past + 1 (views: bnb_graph_compute re-derives their data) */
     g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)(n_past + 1) * m->k_all->nb[1];
     g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)(n_past + 1) * m->v_all->nb[0];
     st = bnb_graph_compute(m->backend, g->commit);
+    if (g_prof.on) t3 = prof_now();
     if (st == BNB_OK) st = bnb_tensor_get_f32(g->logits, logits, bnb_nelements(g->logits));
+    if (g_prof.on && st == BNB_OK) {
+        g_prof.io += t1 - t0, g_prof.graph += t2 - t1, g_prof.commit += t3 - t2, g_prof.read += prof_now() - t3;
+        g_prof.n++;
+    }
     return st;
 }

@@ -170,6 +170,7 @@ void bnb_model_free(bnb_model *m) {
     if (!m) return;
     bnb_model_graph_release(&m->cached);
     bnb_model_graph_release(&m->decoded);
+    bnb_model_decode_profile_report();
     if (m->wbuf) bnb_buffer_free(m->wbuf);
     if (m->kvbuf) bnb_buffer_free(m->kvbuf);
     bnb_context_free(m->wctx);

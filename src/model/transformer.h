@@ -70,6 +70,8 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
 /* One token through a decode graph at n_past (n_past <= g->n_kv, n_past >= g->mask_base); logits out. */
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits);
 void bnb_model_graph_release(bnb_model_graph *g);
+/* BNB_DECODE_PROFILE=1: print the decode phase times gathered so far (stderr) and reset them. */
+void bnb_model_decode_profile_report(void);
 
 /* Rows of a q/k weight for one head, between the HF (NEOX, rotate_half) and GGUF (NORMAL, interleaved) layouts:
  * GGUF row 2i+j of a head is HF row j*hd/2 + i. w has n_head * hd rows of `cols` floats; done in place. */
