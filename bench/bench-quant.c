@@ -5,7 +5,7 @@
  *                    block 64 and dequantize; kernels timed with CUDA events after warm-up (medians), each as GB/s
  *                    and % of copy, next to bitsandbytes' H100 figures from the issue.
  * GB/s counts bytes read + written (codes, scales, input/output). Lines starting with "headline:" go to tests/gpu.sh's
- * summary. Usage: bench-quant [--json FILE] [--quick] [--cpu-only] */
+ * summary. Usage: bench-quant [--json FILE] [--quick] [--cpu-only | --cuda-only] */
 #include "common.h"
 
 #include "bnb.h"
@@ -289,17 +289,18 @@ static void bench_cuda(void) {
 #endif
 
 int main(int argc, char **argv) {
-    bool cpu_only = false;
+    bool cpu_only = false, cuda_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         if (!strcmp(argv[i], "--cpu-only")) cpu_only = true;
+        if (!strcmp(argv[i], "--cuda-only")) cuda_only = true;
     }
     bench_json_open(&js, bench_json_path(argc, argv), "bench-quant");
 #ifdef BNB_HAVE_CUDA
     if (!cpu_only && bnb_cuda_available()) bench_cuda();
 #endif
     (void)cpu_only;
-    bench_cpu();
+    if (!cuda_only) bench_cpu();
     bench_json_close(&js);
     return 0;
 }

@@ -274,6 +274,176 @@ __global__ void __launch_bounds__(QT_THREADS) k_quantize(const T *__restrict__ x
     }
 }
 
+/* ---- deterministic 8-bit / NF4 quantize with the direct table (quant.h bnb_qd_*): per element one multiply, one
+ * clamp, a few integer ops and ONE shared load give the code in bits 16..23 of a word; four words become four bytes
+ * with three byte permutes. absmax as the integer max of |x|'s bits (non-finite: bits >= 0x7f800000), reduced with
+ * shuffles (groups under a warp) or REDUX + shared memory. A block whose y can leave the table's domain (absmax
+ * non-finite, or 1/absmax overflows, so y is +-0, +-inf or NaN) takes the precomputed codes of those values. */
+#define QD_EMIN8 104 /* 8-bit maps: buckets from 2^-23 (the dynamic maps' first code change is above it) */
+#define QD_EMIN4 122 /* NF4: from 2^-5 (its smallest threshold is 0.0398) */
+#define QD_N8 (2 * BNB_QD_NQ(QD_EMIN8))
+#define QD_N4 (2 * BNB_QD_NQ(QD_EMIN4))
+__device__ uint32_t g_qd8[4][QD_N8];
+__device__ uint32_t g_qd4[QD_N4];
+
+struct qd_special { /* code << 16 of y = NaN, +inf, -inf */
+    uint32_t nan, pinf, ninf;
+};
+
+template <int EMIN> __device__ __forceinline__ uint32_t qd_word(const uint32_t *stab, float y) {
+    return bnb_qd_word(stab, y, EMIN, __uint_as_float((uint32_t)EMIN << 23));
+}
+/* the same for y in {+-0, +-inf, NaN} */
+template <int EMIN> __device__ __forceinline__ uint32_t qd_word_special(const uint32_t *stab, float y, const qd_special &sp) {
+    if (y != y) return sp.nan;
+    if (fabsf(y) > FLT_MAX) return y > 0.0f ? sp.pinf : sp.ninf;
+    return qd_word<EMIN>(stab, y);
+}
+
+/* max of u over the G consecutive threads of a group (G = block / 16, 2..256), all threads get it; sred: 8 words,
+ * the caller alternates two so one __syncthreads a tile is enough */
+__device__ __forceinline__ uint32_t group_umax16(uint32_t u, int G, uint32_t *sred) {
+    if (G < 32) {
+        for (int off = G / 2; off > 0; off >>= 1) u = max(u, __shfl_xor_sync(0xffffffffu, u, off));
+        return u;
+    }
+    u = __reduce_max_sync(0xffffffffu, u);
+    if (G == 32) return u;
+    const int warp = threadIdx.x / 32, wpg = G / 32;
+    if ((threadIdx.x & 31) == 0) sred[warp] = u;
+    __syncthreads();
+    const int w0 = warp & ~(wpg - 1);
+    uint32_t r = sred[w0];
+    for (int k = 1; k < wpg; k++) r = max(r, sred[w0 + k]);
+    return r;
+}
+
+template <typename T, int MODE, bool PF>
+__global__ void __launch_bounds__(QT_THREADS) k_quantize_direct(const T *__restrict__ x, uint8_t *__restrict__ codes,
+                                                                float *__restrict__ absmax_out,
+                                                                const float *__restrict__ map_src,
+                                                                float *__restrict__ map_dst,
+                                                                const uint32_t *__restrict__ qd, qd_special sp,
+                                                                int64_t n, int lg_block, int *err, int err_code) {
+    constexpr int EMIN = MODE == 0 ? QD_EMIN8 : QD_EMIN4;
+    constexpr int NT = MODE == 0 ? QD_N8 : QD_N4;
+    __shared__ __align__(16) uint32_t stab[NT];
+    __shared__ uint32_t sred[2][QT_THREADS / 32];
+    if (MODE == 0 && blockIdx.x == 0 && map_dst)
+        for (int i = threadIdx.x; i < 256; i += QT_THREADS) map_dst[i] = map_src[i];
+    for (int i = threadIdx.x; i < NT / 4; i += QT_THREADS)
+        reinterpret_cast<uint4 *>(stab)[i] = reinterpret_cast<const uint4 *>(qd)[i];
+    __syncthreads();
+    const int G = 1 << (lg_block - 4);
+    const int64_t ntiles = (n + QT_TILE - 1) / QT_TILE;
+    int par = 0;
+    float v[16];
+    if (PF) load16<T>(x, (int64_t)blockIdx.x * QT_TILE + (int64_t)threadIdx.x * QT_EPT, n, v);
+    for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x, par ^= 1) {
+        const int64_t i0 = tile * QT_TILE + (int64_t)threadIdx.x * QT_EPT;
+        float vn[16];
+        if (PF) {
+            const int64_t nx = tile + gridDim.x;
+            load16<T>(x, (nx < ntiles ? nx : tile) * QT_TILE + (int64_t)threadIdx.x * QT_EPT, n, vn);
+        } else {
+            load16<T>(x, i0, n, v);
+        }
+        uint32_t mb = 0;
+#pragma unroll
+        for (int j = 0; j < 16; j++) mb = max(mb, __float_as_uint(v[j]) & 0x7fffffffu);
+        mb = group_umax16(mb, G, sred[par]);
+        if (i0 < n) {
+            const bool bad = mb >= 0x7f800000u; /* inf or NaN in the block */
+            const float m = __uint_as_float(mb);
+            const int64_t b = i0 >> lg_block;
+            if ((threadIdx.x & (G - 1)) == 0) {
+                absmax_out[b] = bad ? __int_as_float(0x7fc00000) : m;
+                if (bad) bnb_cu_report_bad(err, err_code, (int)b, (int)(b << lg_block > INT32_MAX ? INT32_MAX : b << lg_block));
+            }
+            const float inv = bad ? 0.0f : (m > 0.0f ? 1.0f / m : 0.0f);
+            const bool direct = !bad && inv <= FLT_MAX;
+            uint32_t w[16];
+            if (direct) {
+#pragma unroll
+                for (int j = 0; j < 16; j++) w[j] = qd_word<EMIN>(stab, v[j] * inv);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 16; j++) w[j] = qd_word_special<EMIN>(stab, v[j] * inv, sp);
+            }
+            if (MODE == 0) {
+                uint4 o;
+                o.x = __byte_perm(__byte_perm(w[0], w[1], 0x0062), __byte_perm(w[2], w[3], 0x0062), 0x5410);
+                o.y = __byte_perm(__byte_perm(w[4], w[5], 0x0062), __byte_perm(w[6], w[7], 0x0062), 0x5410);
+                o.z = __byte_perm(__byte_perm(w[8], w[9], 0x0062), __byte_perm(w[10], w[11], 0x0062), 0x5410);
+                o.w = __byte_perm(__byte_perm(w[12], w[13], 0x0062), __byte_perm(w[14], w[15], 0x0062), 0x5410);
+                if (i0 + 16 <= n) {
+                    __stcs(reinterpret_cast<uint4 *>(codes + i0), o);
+                } else {
+                    uint8_t c[16];
+                    memcpy(c, &o, 16);
+                    for (int j = 0; j < 16 && i0 + j < n; j++) codes[i0 + j] = c[j];
+                }
+            } else {
+                /* pair byte in bits 16..23: even element's code in the high nibble */
+                uint32_t p[8];
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const uint32_t lo = i0 + 2 * j + 1 < n ? w[2 * j + 1] : 0u; /* the tail's missing odd nibble: 0 */
+                    p[j] = ((w[2 * j] << 4) & 0x00f00000u) | (lo & 0x000f0000u);
+                }
+                const uint32_t w0 = __byte_perm(__byte_perm(p[0], p[1], 0x0062), __byte_perm(p[2], p[3], 0x0062), 0x5410);
+                const uint32_t w1 = __byte_perm(__byte_perm(p[4], p[5], 0x0062), __byte_perm(p[6], p[7], 0x0062), 0x5410);
+                if (i0 + 16 <= n) {
+                    __stcs(reinterpret_cast<uint2 *>(codes + i0 / 2), make_uint2(w0, w1));
+                } else {
+                    uint8_t cb[8];
+                    memcpy(cb, &w0, 4);
+                    memcpy(cb + 4, &w1, 4);
+                    for (int j = 0; j < 8 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = cb[j];
+                }
+            }
+        }
+        if (PF) {
+#pragma unroll
+            for (int j = 0; j < 16; j++) v[j] = vn[j];
+        }
+    }
+}
+
+/* direct tables of the built-in maps (0..3) and NF4 (4), built and checked on the host once per device */
+static bool g_qd_ready[64], g_qd_ok[64][5];
+static qd_special g_qd_sp[64][5];
+
+static bnb_status qd_tables_device(bnb_cuda_ctx *c, const uint32_t **t8, const uint32_t **t4) {
+    int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    if (!g_qd_ready[dev]) {
+        static uint32_t h8[4][QD_N8], h4[QD_N4];
+        for (int k = 0; k < 5; k++) {
+            float code[256];
+            const void *arg = NULL;
+            bnb_qd_codefn f = bnb_qd_code_nf4;
+            if (k < 4) {
+                bnb_qmap_fill((bnb_qmap)k, code);
+                arg = code;
+                f = bnb_qd_code_map;
+            }
+            g_qd_ok[dev][k] = bnb_qd_build(f, arg, k < 4 ? QD_EMIN8 : QD_EMIN4, k < 4 ? h8[k] : h4);
+            g_qd_sp[dev][k].nan = (uint32_t)f(arg, NAN) << 16;
+            g_qd_sp[dev][k].pinf = (uint32_t)f(arg, INFINITY) << 16;
+            g_qd_sp[dev][k].ninf = (uint32_t)f(arg, -INFINITY) << 16;
+        }
+        BNB_CUDA_TRY(cudaMemcpyToSymbol(g_qd8, h8, sizeof h8), "quantize: direct table upload");
+        BNB_CUDA_TRY(cudaMemcpyToSymbol(g_qd4, h4, sizeof h4), "quantize: direct table upload");
+        g_qd_ready[dev] = true;
+    }
+    void *p = NULL;
+    BNB_CUDA_TRY(cudaGetSymbolAddress(&p, g_qd8), "quantize: direct table address");
+    *t8 = (const uint32_t *)p;
+    BNB_CUDA_TRY(cudaGetSymbolAddress(&p, g_qd4), "quantize: direct table address");
+    *t4 = (const uint32_t *)p;
+    return BNB_OK;
+}
+
 /* nested absmax, step 1: the mean of absmax[nblk] (double sum, one CTA of 1024 threads) */
 __global__ void k_nest_mean(const float *__restrict__ absmax, int64_t nblk, float *mean_out) {
     __shared__ double s[32];
@@ -318,6 +488,7 @@ struct qparts { /* device pointers into one quantized tensor */
     const float *map2;    /* nested */
     int64_t n;
     int block;
+    int lg_block; /* log2(block) */
     int mode; /* 0 8-bit, 1 NF4, 2 FP4 */
 };
 
@@ -334,6 +505,8 @@ static qparts qparts_of(const bnb_tensor *q) {
     p.map2 = L.nested ? (const float *)(st + L.map2) : NULL;
     p.n = L.n;
     p.block = (int)L.block;
+    p.lg_block = 0;
+    while ((1 << p.lg_block) < p.block) p.lg_block++;
     p.mode = q->type == BNB_TYPE_Q4_NF4 ? 1 : q->type == BNB_TYPE_Q4_FP4 ? 2 : 0;
     return p;
 }
@@ -387,7 +560,7 @@ template <typename To> __global__ void k_dequantize(qparts p, To *__restrict__ o
     __syncthreads();
     const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * DQEPT;
     if (i0 >= p.n) return;
-    const float a = block_scale(p, i0 / p.block); /* 16 | block: one block per thread */
+    const float a = block_scale(p, i0 >> p.lg_block); /* 16 | block: one block per thread */
     float v[16];
     if (p.mode == 0) {
         uint8_t c[16];
@@ -416,19 +589,22 @@ template <typename To> __global__ void k_dequantize(qparts p, To *__restrict__ o
     store16<To>(out, i0, p.n, v);
 }
 
-/* 8-bit: persistent CTAs over tiles of 4096; per step j a warp decodes 128 consecutive codes (4 a lane, one 32-bit
- * load) and writes them as one coalesced 16-byte (f32) or 8-byte (16-bit) store a lane. */
+/* 8-bit: persistent CTAs over tiles of DQ8_TILE; per step j a warp decodes 128 consecutive codes (4 a lane, one
+ * 32-bit load) and writes them as one coalesced 16-byte (f32) or 8-byte (16-bit) store a lane. All DQ8_STEPS code
+ * words and scales of a tile are loaded before the first store (bytes in flight). */
+#define DQ8_STEPS 8
+#define DQ8_TILE (256 * 4 * DQ8_STEPS)
 template <typename To> __global__ void __launch_bounds__(256) k_dequantize8(qparts p, To *__restrict__ out) {
     __shared__ float smap[256];
     smap[threadIdx.x] = p.map[threadIdx.x];
     __syncthreads();
-    const int64_t ntiles = (p.n + 4095) / 4096;
+    const int64_t ntiles = (p.n + DQ8_TILE - 1) / DQ8_TILE;
     for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-        const int64_t base = tile * 4096 + (int64_t)(threadIdx.x / 32) * 512 + (threadIdx.x & 31) * 4;
-        uint32_t cw[4];
-        float a[4];
+        const int64_t base = tile * DQ8_TILE + (int64_t)(threadIdx.x / 32) * (128 * DQ8_STEPS) + (threadIdx.x & 31) * 4;
+        uint32_t cw[DQ8_STEPS];
+        float a[DQ8_STEPS];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < DQ8_STEPS; j++) {
             const int64_t e = base + j * 128;
             if (e + 4 <= p.n) {
                 cw[j] = __ldcs(reinterpret_cast<const unsigned int *>(p.codes + e));
@@ -437,10 +613,10 @@ template <typename To> __global__ void __launch_bounds__(256) k_dequantize8(qpar
                 for (int q = 0; q < 4; q++)
                     if (e + q < p.n) cw[j] |= (uint32_t)p.codes[e + q] << (8 * q);
             }
-            a[j] = e < p.n ? block_scale(p, e / p.block) : 0.0f;
+            a[j] = e < p.n ? block_scale(p, e >> p.lg_block) : 0.0f;
         }
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < DQ8_STEPS; j++) {
             const int64_t e = base + j * 128;
             float v[4];
 #pragma unroll
@@ -465,14 +641,23 @@ template <typename To> __global__ void __launch_bounds__(256) k_dequantize8(qpar
 
 /* a persistent grid: as many CTAs as fit on the device at once (cached per kernel), at most `want` */
 template <typename K> static int resident_grid(K kernel, int threads, int nsm, int64_t want) {
-    static int per_sm = 0;
+    /* cached per kernel (kernels of one signature share K, so key on the address) */
+    static const void *keys[32];
+    static int vals[32], nkeys;
+    int per_sm = 0;
+    for (int i = 0; i < nkeys; i++)
+        if (keys[i] == (const void *)kernel) per_sm = vals[i];
     if (per_sm == 0) {
         int b = 0;
         if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, threads, 0) != cudaSuccess || b < 1) b = 1;
         per_sm = b;
+        if (nkeys < 32) keys[nkeys] = (const void *)kernel, vals[nkeys++] = b;
     }
     const int64_t g = (int64_t)per_sm * nsm;
-    return (int)(want < g ? (want > 0 ? want : 1) : g);
+    if (want <= g) return (int)(want > 0 ? want : 1);
+    /* as few CTAs as keep the same number of rounds: every CTA then walks the same number of tiles (+-1) */
+    const int64_t rounds = (want + g - 1) / g;
+    return (int)((want + rounds - 1) / rounds);
 }
 
 /* ------------------------------------------------------------------------------------------------ entry points */
@@ -486,6 +671,35 @@ static void launch_quantize(bnb_cuda_ctx *c, const void *x, uint8_t *codes, floa
     const int grid = resident_grid(kern, QT_THREADS, g_nsm[dev], (L.n + QT_TILE - 1) / QT_TILE);
     kern<<<grid, QT_THREADS, 0, c->stream>>>((const T *)x, codes, absmax, map_src, map_dst, qt, L.n, (int)L.block,
                                              seed, c->err_flag, code);
+}
+
+static int qd_prefetch = -1; /* TEMP: BNB_QD_PF=1 selects the variant that loads the next tile early */
+
+template <typename T, int MODE, bool PF>
+static void launch_quantize_direct1(bnb_cuda_ctx *c, const void *x, uint8_t *codes, float *absmax, const float *map_src,
+                                    float *map_dst, const uint32_t *qd, qd_special sp, const bnb_quant_layout &L,
+                                    int code) {
+    auto kern = k_quantize_direct<T, MODE, PF>;
+    const int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    const int grid = resident_grid(kern, QT_THREADS, g_nsm[dev], (L.n + QT_TILE - 1) / QT_TILE);
+    int lg = 0;
+    while ((1ll << lg) < L.block) lg++;
+    kern<<<grid, QT_THREADS, 0, c->stream>>>((const T *)x, codes, absmax, map_src, map_dst, qd, sp, L.n, lg,
+                                             c->err_flag, code);
+}
+
+template <typename T>
+static void launch_quantize_direct(bnb_cuda_ctx *c, int mode, const void *x, uint8_t *codes, float *absmax,
+                                   const float *map_src, float *map_dst, const uint32_t *qd, qd_special sp,
+                                   const bnb_quant_layout &L, int code) {
+    if (qd_prefetch < 0) {
+        const char *e = getenv("BNB_QD_PF");
+        qd_prefetch = e && e[0] == '1';
+    }
+    if (mode == 0 && qd_prefetch) launch_quantize_direct1<T, 0, true>(c, x, codes, absmax, map_src, map_dst, qd, sp, L, code);
+    else if (mode == 0) launch_quantize_direct1<T, 0, false>(c, x, codes, absmax, map_src, map_dst, qd, sp, L, code);
+    else if (qd_prefetch) launch_quantize_direct1<T, 1, true>(c, x, codes, absmax, NULL, NULL, qd, sp, L, code);
+    else launch_quantize_direct1<T, 1, false>(c, x, codes, absmax, NULL, NULL, qd, sp, L, code);
 }
 
 template <typename T>
@@ -535,6 +749,31 @@ extern "C" bnb_status bnb_cuda_quantize(bnb_cuda_ctx *c, bnb_tensor *node) {
     const bool stoch = bnb_get_op_i32(node, 0) != 0;
     float *map_dst = mode == 0 ? (float *)(st + L.map) : NULL;
     const int code = c->node_index + 1;
+    /* deterministic 8-bit with a built-in map, or NF4: the direct table when it checked out */
+    const int qd_k = mode == 1 ? 4 : (mode == 0 && !node->src[1] && !stoch ? bnb_get_op_i32(node, 2) : -1);
+    const uint32_t *qd8 = NULL, *qd4 = NULL;
+    if (qd_k >= 0 && qd_k < 5) {
+        s = qd_tables_device(c, &qd8, &qd4);
+        if (s != BNB_OK) return s;
+    }
+    const int dev = c->device >= 0 && c->device < 64 ? c->device : 0;
+    if (qd_k >= 0 && qd_k < 5 && g_qd_ok[dev][qd_k]) {
+        const uint32_t *qd = qd_k < 4 ? qd8 + (size_t)qd_k * QD_N8 : qd4;
+        const qd_special sp = g_qd_sp[dev][qd_k];
+        switch (x->type) {
+        case BNB_TYPE_F32:
+            launch_quantize_direct<float>(c, mode, x->data, st + L.codes, absmax, map_src, map_dst, qd, sp, L, code);
+            break;
+        case BNB_TYPE_F16:
+            launch_quantize_direct<__half>(c, mode, x->data, st + L.codes, absmax, map_src, map_dst, qd, sp, L, code);
+            break;
+        case BNB_TYPE_BF16:
+            launch_quantize_direct<__nv_bfloat16>(c, mode, x->data, st + L.codes, absmax, map_src, map_dst, qd, sp, L,
+                                                  code);
+            break;
+        default: return bnb_fail(BNB_ERR_TYPE, "%s: x is %s", bnb_op_name(node->op), bnb_type_name(x->type));
+        }
+    } else {
     switch (x->type) {
     case BNB_TYPE_F32:
         launch_quantize_t<float>(c, mode, fast, stoch, x->data, st + L.codes, absmax, map_src, map_dst, qt, L, seed, code);
@@ -547,6 +786,7 @@ extern "C" bnb_status bnb_cuda_quantize(bnb_cuda_ctx *c, bnb_tensor *node) {
                                          seed, code);
         break;
     default: return bnb_fail(BNB_ERR_TYPE, "%s: x is %s", bnb_op_name(node->op), bnb_type_name(x->type));
+    }
     }
     BNB_CUDA_CHECK_LAUNCH("bnb_quantize");
     if (L.nested) {
@@ -575,7 +815,7 @@ static bnb_status launch_dequantize(bnb_cuda_ctx *c, const bnb_tensor *q, void *
             BNB_CUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev), "dequantize: SM count");
             g_nsm[dev] = nsm > 0 ? nsm : 1;
         }
-        const int64_t tiles = (p.n + 4095) / 4096;
+        const int64_t tiles = (p.n + DQ8_TILE - 1) / DQ8_TILE;
         switch (type) {
         case BNB_TYPE_F32:
             k_dequantize8<float><<<resident_grid(k_dequantize8<float>, 256, g_nsm[dev], tiles), 256, 0, c->stream>>>(
@@ -630,7 +870,7 @@ __global__ void k_gemv_q(qparts p, const Tb *__restrict__ b, int64_t ldb, float 
         const int64_t e = row0 + k;
         uint8_t cb = p.mode == 0 ? p.codes[e] : p.codes[e / 2];
         int code = p.mode == 0 ? cb : ((e & 1) ? cb & 15 : cb >> 4);
-        const float w = smap[code] * block_scale(p, e / p.block);
+        const float w = smap[code] * block_scale(p, e >> p.lg_block);
 #pragma unroll
         for (int j = 0; j < GEMV_MAX_N; j++)
             if (j < N) acc[j] += w * bnb_cu_to_f32<Tb>(b[(int64_t)j * ldb + k]);

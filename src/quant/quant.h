@@ -224,6 +224,60 @@ BNB_QHD int bnb_qt_finish(float y, int k, const float w[4], float u, bool stocha
     return u < p_up ? h : l;
 }
 
+/* ---- Direct table (CUDA deterministic quantize; same codes as bnb_qsearch / bnb_nf4_encode, checked on the host).
+ * Buckets are the top 16 bits of |y| (bf16 truncation: sign dropped, exponent, 7 mantissa bits) from 2^(emin-127)
+ * up to 2, one table half per sign: nq = (128 - emin) << 7 entries each. |y| below 2^(emin-127) is clamped up to it.
+ * Within a bucket the code is monotone in |y| and changes at most once (the builder checks), so the entry E gives
+ * the code in bits 16..23 of (E + bits(|y|)) ^ sign_mask (sign_mask = 0 or ~0): positive side
+ * E = (c0 << 16) + 0x10000 - thr - (q << 16), negative side E = -(c0 << 16) - thr - (q << 16), where c0 is the code at
+ * the bucket's low end, thr the low 16 bits of the first |y| whose code differs (0x10000: none) and q = bits >> 16.
+ * Only for 0 <= |y| < 2 (the caller sends NaN, inf and |y| >= 2 elsewhere). */
+#define BNB_QD_NQ(emin) ((128 - (emin)) << 7)
+
+BNB_QHD uint32_t bnb_qd_word(const uint32_t *tab, float y, int emin, float tiny /* 2^(emin-127) */) {
+    const float ym = fmaxf(fabsf(y), tiny);
+    uint32_t m, a;
+    memcpy(&m, &ym, 4);
+    memcpy(&a, &y, 4);
+    const uint32_t sg = (uint32_t)((int32_t)a >> 31);
+    const uint32_t e = tab[(m >> 16) - ((uint32_t)emin << 7) + (sg & (uint32_t)BNB_QD_NQ(emin))];
+    return (e + m) ^ sg;
+}
+
+typedef int (*bnb_qd_codefn)(const void *arg, float y);
+
+/* Fill tab[2 * BNB_QD_NQ(emin)] for the monotone code function f. False when a bucket holds two code changes, the
+ * code is not constant below 2^(emin-127) on a side, or a code is outside 0..255. */
+static inline bool bnb_qd_build(bnb_qd_codefn f, const void *arg, int emin, uint32_t *tab) {
+    const int nq = BNB_QD_NQ(emin);
+    for (int side = 0; side < 2; side++) {
+        const float sgn = side ? -1.0f : 1.0f;
+        const uint32_t q0 = (uint32_t)emin << 7;
+        /* below the first bucket: the code of +-0, the smallest subnormal and 2^(emin-127) must agree */
+        const int cz = f(arg, sgn * 0.0f);
+        if (cz != f(arg, sgn * bnb_qt_bits_f(1u)) || cz != f(arg, sgn * bnb_qt_bits_f(q0 << 16))) return false;
+        for (int i = 0; i < nq; i++) {
+            const uint32_t q = q0 + (uint32_t)i, lo = q << 16;
+            const int c0 = f(arg, sgn * bnb_qt_bits_f(lo)), c1 = f(arg, sgn * bnb_qt_bits_f(lo | 0xffffu));
+            const int step = side ? c0 - c1 : c1 - c0;
+            if (c0 < 0 || c0 > 255 || c1 < 0 || c1 > 255 || step < 0 || step > 1) return false;
+            uint32_t thr = 0x10000u;
+            if (step) { /* first low-16 value whose code is not c0: in (0, 0xffff] */
+                uint32_t a = 0, b = 0xffffu;
+                while (b - a > 1) {
+                    const uint32_t mid = (a + b) / 2;
+                    if (f(arg, sgn * bnb_qt_bits_f(lo | mid)) == c0) a = mid;
+                    else b = mid;
+                }
+                thr = b;
+            }
+            tab[side * nq + i] = side ? 0u - ((uint32_t)c0 << 16) - thr - lo
+                                      : ((uint32_t)c0 << 16) + 0x10000u - thr - lo;
+        }
+    }
+    return true;
+}
+
 /* NF4 thresholds, as in bnb_nf4_encode */
 #define BNB_NF4_THRESHOLDS                                                                                           \
     {-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,                        \
@@ -265,6 +319,13 @@ BNB_QHD int bnb_fp4_encode(float y) {
         else m = a > 0.00260417f ? 1 : 0;
     }
     return m + sign;
+}
+
+/* code functions for bnb_qd_build: the 8-bit search over a map (arg: 256 floats) and NF4 */
+static inline int bnb_qd_code_map(const void *arg, float y) { return bnb_qsearch((const float *)arg, y, 0.0f, false); }
+static inline int bnb_qd_code_nf4(const void *arg, float y) {
+    (void)arg;
+    return bnb_nf4_encode(y);
 }
 
 /* Counter-based random number for stochastic rounding: uniform in [0, 1) from (seed, element index), the same on
