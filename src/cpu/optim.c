@@ -350,6 +350,7 @@ typedef struct {
     int nneg_dec, nneg_inc; /* the sign rule's compares folded: c == nneg_dec (never if nneg = 0), c < min(nneg, 255) */
     bool ok; /* map nondecreasing and NaN-free: the vector path applies */
     _Alignas(64) uint8_t plane[4][256]; /* byte k of map[j] at plane[k][j] (deq64) */
+    _Alignas(64) uint8_t plane7[4][128]; /* the same for lvl[7] */
     bool planes; /* map lookups by plane_lookup64 (VBMI; env BNB_OPT8_LOOKUP=gather: gathers) */
 } qvec_tables;
 
@@ -378,6 +379,11 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
 #endif
             T->lvl[s][pos] = map[b * (256 >> s) + (128 >> s) - 1];
         }
+    for (int j = 0; j < 128; j++) {
+        uint32_t u;
+        memcpy(&u, &T->lvl[7][j], 4);
+        for (int k = 0; k < 4; k++) T->plane7[k][j] = (uint8_t)(u >> (8 * k));
+    }
 }
 
 #ifdef OPT8_VBMI
@@ -385,6 +391,15 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
  * Each byte of map[c] from its 256-byte plane (two 128-byte vpermt2b tables, bit 7 of c picks one), then bytes ->
  * dwords by unpacks. The unpacks work per 128-bit lane, so c comes transposed: dword 4L + q of c holds the indices
  * of values 16q + 4L .. 16q + 4L + 3; r[q] then holds map[] of values 16q .. 16q + 15 in order. */
+static inline void planes_to_f32(const __m512i pb[4], __m512 r[4]) {
+    const __m512i lo01 = _mm512_unpacklo_epi8(pb[0], pb[1]), hi01 = _mm512_unpackhi_epi8(pb[0], pb[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi8(pb[2], pb[3]), hi23 = _mm512_unpackhi_epi8(pb[2], pb[3]);
+    r[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
+    r[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
+    r[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
+    r[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+}
+
 static inline void plane_lookup64(const qvec_tables *T, __m512i c, __m512 r[4]) {
     const __mmask64 hi = _mm512_movepi8_mask(c);
     __m512i pb[4];
@@ -393,12 +408,17 @@ static inline void plane_lookup64(const qvec_tables *T, __m512i c, __m512 r[4]) 
         pb[k] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1)),
                                        _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), c, _mm512_load_si512(t + 3)));
     }
-    const __m512i lo01 = _mm512_unpacklo_epi8(pb[0], pb[1]), hi01 = _mm512_unpackhi_epi8(pb[0], pb[1]);
-    const __m512i lo23 = _mm512_unpacklo_epi8(pb[2], pb[3]), hi23 = _mm512_unpackhi_epi8(pb[2], pb[3]);
-    r[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
-    r[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
-    r[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
-    r[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+    planes_to_f32(pb, r);
+}
+
+/* lvl[7][c] for 64 byte indices c < 128 (same layout as plane_lookup64; one vpermt2b per plane) */
+static inline void plane_lookup64_lvl7(const qvec_tables *T, __m512i c, __m512 r[4]) {
+    __m512i pb[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i *t = (const __m512i *)T->plane7[k];
+        pb[k] = _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1));
+    }
+    planes_to_f32(pb, r);
 }
 #endif
 
@@ -452,10 +472,15 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
                                     _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b[u], _mm512_load_ps(T->lvl[6] + 16)),
                                     _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b[u], _mm512_load_ps(T->lvl[6] + 48))))
 #undef QV_STEP
-    __m512 v7[QN];
+    __m512 v7[QN]; /* map[2b] */
+#if defined(OPT8_VBMI) && QN == 4
+    if (T->planes)
+        plane_lookup64_lvl7(T, _mm512_packus_epi16(_mm512_packus_epi32(b[0], b[1]), _mm512_packus_epi32(b[2], b[3])), v7);
+    else
+#endif
+    for (int u = 0; u < QN; u++) v7[u] = lookup128(T->lvl[7], b[u]);
     __m512i i[QN];
     for (int u = 0; u < QN; u++) {
-        v7[u] = lookup128(T->lvl[7], b[u]); /* map[2b] */
         gt[u] = _mm512_cmp_ps_mask(y[u], v7[u], _CMP_GT_OQ);
 #ifdef QV_REV
         /* i = 2b + gt in natural order: reverse the 8 bits of the low byte (GF(2) affine with the reversal matrix) */
