@@ -1,0 +1,207 @@
+/* The 8-bit re-quantizer of the CPU optimizers on 16 lanes (included by optim.c only; no separate translation
+ * unit): register-table search tables, byte-plane map lookups (VBMI) and quant_qn. Codes identical to
+ * quantize_code_table / bnb_optim_quantize_code in optim.c. Split out to keep optim.c readable. */
+#ifndef BNB_CPU_OPTIM_Q8_H
+#define BNB_CPU_OPTIM_Q8_H
+
+#ifdef OPT8_AVX512
+/* The same search 16 lanes at a time, without a binary search in memory: level s of the 8 halving steps compares y
+ * with map[b * (256 >> s) + (128 >> s) - 1], b = the s comparison bits so far, so each level is a register-table
+ * lookup (permutexvar / permutex2var) of that level's 2^s pivots. After level 7, i = 2b + gt; map[i] and map[lo] are
+ * the level-7 pivot map[2b] and one gathered neighbour; then the same nearest-code arithmetic. For a nondecreasing,
+ * NaN-free map, "map[c] < 0" is "c < nneg" (the count of negative codes), which gives the sign rule without lookups.
+ * Codes are identical to quantize_code_table / bnb_optim_quantize_code. */
+typedef struct {
+    _Alignas(64) float lvl[8][128]; /* level s: 2^s pivots (padded with zeros to 16) */
+    int nneg;
+    int nneg_dec, nneg_inc; /* the sign rule's compares folded: c == nneg_dec (never if nneg = 0), c < min(nneg, 255) */
+    bool ok; /* map nondecreasing and NaN-free: the vector path applies */
+    _Alignas(64) uint8_t plane[4][256]; /* byte k of map[j] at plane[k][j] (deq64) */
+    _Alignas(64) uint8_t plane7[4][128]; /* the same for lvl[7] */
+    bool planes; /* map lookups by plane_lookup64 (VBMI; env BNB_OPT8_LOOKUP=gather: gathers) */
+} qvec_tables;
+
+static void qvec_tables_build(const float *map, qvec_tables *T) {
+    memset(T, 0, sizeof *T);
+    T->ok = !isnan(map[0]);
+    for (int k = 1; k < 256; k++) T->ok = T->ok && map[k - 1] <= map[k];
+    for (int k = 0; k < 256; k++) T->nneg += map[k] < 0.f;
+#ifdef OPT8_VBMI
+    const char *e = getenv("BNB_OPT8_LOOKUP");
+    T->planes = !(e && !strcmp(e, "gather"));
+#endif
+    for (int j = 0; j < 256; j++) {
+        uint32_t u;
+        memcpy(&u, &map[j], 4);
+        for (int k = 0; k < 4; k++) T->plane[k][j] = (uint8_t)(u >> (8 * k));
+    }
+    T->nneg_dec = T->nneg > 0 ? T->nneg : -1;
+    T->nneg_inc = BNB_MIN(T->nneg, 255);
+    for (int s = 0; s < 8; s++)
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = b;
+#ifdef QV_REV
+            pos = 0; /* the s bits of b reversed (see quant16) */
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
+#endif
+            T->lvl[s][pos] = map[b * (256 >> s) + (128 >> s) - 1];
+        }
+    for (int j = 0; j < 128; j++) {
+        uint32_t u;
+        memcpy(&u, &T->lvl[7][j], 4);
+        for (int k = 0; k < 4; k++) T->plane7[k][j] = (uint8_t)(u >> (8 * k));
+    }
+}
+
+#ifdef OPT8_VBMI
+/* map[c] bits for 64 byte indices c (a 256-entry table without gathers: a 16-lane gather is ~16 cycles on Zen 5).
+ * Each byte of map[c] from its 256-byte plane (two 128-byte vpermt2b tables, bit 7 of c picks one), then bytes ->
+ * dwords by unpacks. The unpacks work per 128-bit lane, so c comes transposed: dword 4L + q of c holds the indices
+ * of values 16q + 4L .. 16q + 4L + 3; r[q] then holds map[] of values 16q .. 16q + 15 in order. */
+static inline void planes_to_f32(const __m512i pb[4], __m512 r[4]) {
+    const __m512i lo01 = _mm512_unpacklo_epi8(pb[0], pb[1]), hi01 = _mm512_unpackhi_epi8(pb[0], pb[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi8(pb[2], pb[3]), hi23 = _mm512_unpackhi_epi8(pb[2], pb[3]);
+    r[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
+    r[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
+    r[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
+    r[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+}
+
+static inline void plane_lookup64(const qvec_tables *T, __m512i c, __m512 r[4]) {
+    const __mmask64 hi = _mm512_movepi8_mask(c);
+    __m512i pb[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i *t = (const __m512i *)T->plane[k];
+        pb[k] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1)),
+                                       _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), c, _mm512_load_si512(t + 3)));
+    }
+    planes_to_f32(pb, r);
+}
+
+/* lvl[7][c] for 64 byte indices c < 128 (same layout as plane_lookup64; one vpermt2b per plane) */
+static inline void plane_lookup64_lvl7(const qvec_tables *T, __m512i c, __m512 r[4]) {
+    __m512i pb[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i *t = (const __m512i *)T->plane7[k];
+        pb[k] = _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1));
+    }
+    planes_to_f32(pb, r);
+}
+#endif
+
+/* The quantizer is bound by port 5 (permutes and compares into mask registers run only there): bit k of each lane as
+ * a mask through a shift and vpmovd2m (port 0) instead of vptestmd (port 5). */
+static inline __mmask16 bit_mask(__m512i b, int k) { return _mm512_movepi32_mask(_mm512_slli_epi32(b, 31 - k)); }
+
+/* t[b] for a 128-entry table, b in 0..127 */
+static inline __m512 lookup128(const float *t, __m512i b) {
+    const __m512 a = _mm512_permutex2var_ps(_mm512_load_ps(t), b, _mm512_load_ps(t + 16));
+    const __m512 c = _mm512_permutex2var_ps(_mm512_load_ps(t + 32), b, _mm512_load_ps(t + 48));
+    const __m512 d = _mm512_permutex2var_ps(_mm512_load_ps(t + 64), b, _mm512_load_ps(t + 80));
+    const __m512 e = _mm512_permutex2var_ps(_mm512_load_ps(t + 96), b, _mm512_load_ps(t + 112));
+    const __mmask16 b5 = bit_mask(b, 5), b6 = bit_mask(b, 6);
+    return _mm512_mask_blend_ps(b6, _mm512_mask_blend_ps(b5, a, c), _mm512_mask_blend_ps(b5, d, e));
+}
+
+/* Codes of QN x 16 values v of a block with absmax am (broadcast) into out. The QN searches are
+ * interleaved step by step: each is a long dependent chain (division, 8 lookup-compare levels, gather), and written
+ * one after another the out-of-order window held only about one of them at a time. */
+#define QN 4
+static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T, const float *map, const float *v,
+                                                           __m512 am, uint8_t *out) {
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __mmask16 amp = _mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 y[QN];
+    __m512i b[QN];
+    __mmask16 gt[QN];
+    for (int u = 0; u < QN; u++) {
+        y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(v + 16 * u), am);
+        gt[u] = _mm512_cmp_ps_mask(y[u], _mm512_set1_ps(T->lvl[0][0]), _CMP_GT_OQ);
+        b[u] = _mm512_maskz_mov_epi32(gt[u], one);
+    }
+#ifdef QV_REV
+    /* b holds the comparison bits first-at-bit-0 (the tables are stored in that order): one masked add per level */
+#define QV_STEP(s, piv)                                                                                              \
+    for (int u = 0; u < QN; u++) {                                                                                   \
+        gt[u] = _mm512_cmp_ps_mask(y[u], (piv), _CMP_GT_OQ);                                                         \
+        b[u] = _mm512_mask_add_epi32(b[u], gt[u], b[u], _mm512_set1_epi32(1 << (s)));                               \
+    }
+#else
+#define QV_STEP(s, piv)                                                                                              \
+    for (int u = 0; u < QN; u++) {                                                                                   \
+        gt[u] = _mm512_cmp_ps_mask(y[u], (piv), _CMP_GT_OQ);                                                         \
+        b[u] = _mm512_mask_add_epi32(_mm512_add_epi32(b[u], b[u]), gt[u], _mm512_add_epi32(b[u], b[u]), one);       \
+    }
+#endif
+    for (int s = 1; s < 5; s++) QV_STEP(s, _mm512_permutexvar_ps(b[u], _mm512_load_ps(T->lvl[s])))
+    QV_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[5]), b[u], _mm512_load_ps(T->lvl[5] + 16)))
+    QV_STEP(6, _mm512_mask_blend_ps(bit_mask(b[u], 5),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b[u], _mm512_load_ps(T->lvl[6] + 16)),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b[u], _mm512_load_ps(T->lvl[6] + 48))))
+#undef QV_STEP
+    __m512 v7[QN]; /* map[2b] */
+#if defined(OPT8_VBMI) && QN == 4
+    if (T->planes)
+        plane_lookup64_lvl7(T, _mm512_packus_epi16(_mm512_packus_epi32(b[0], b[1]), _mm512_packus_epi32(b[2], b[3])), v7);
+    else
+#endif
+    for (int u = 0; u < QN; u++) v7[u] = lookup128(T->lvl[7], b[u]);
+    __m512i i[QN];
+    for (int u = 0; u < QN; u++) {
+        gt[u] = _mm512_cmp_ps_mask(y[u], v7[u], _CMP_GT_OQ);
+#ifdef QV_REV
+        /* i = 2b + gt in natural order: reverse the 8 bits of the low byte (GF(2) affine with the reversal matrix) */
+        i[u] = _mm512_gf2p8affine_epi64_epi8(_mm512_mask_add_epi32(b[u], gt[u], b[u], _mm512_set1_epi32(128)),
+                                             _mm512_set1_epi64((long long)0x8040201008040201ull), 0);
+#else
+        const __m512i b2 = _mm512_add_epi32(b[u], b[u]);
+        i[u] = _mm512_mask_add_epi32(b2, gt[u], b2, one);
+#endif
+    }
+    const __m512i ndec = _mm512_set1_epi32(T->nneg_dec), ninc = _mm512_set1_epi32(T->nneg_inc);
+    __m512i cs[QN], los[QN];
+    __m512 nbs[QN];
+    for (int u = 0; u < QN; u++) los[u] = _mm512_max_epi32(_mm512_sub_epi32(i[u], one), zero);
+    /* gt: map[i] is the neighbour map[2b+1], map[lo] = map[2b]; else map[i] = map[2b], map[lo] the neighbour */
+#if defined(OPT8_VBMI) && QN == 4
+    /* the neighbour indices (0..255) packed to bytes come out in plane_lookup64's transposed order (dword 4L + q:
+     * values 4L .. 4L + 3 of group q) */
+    if (T->planes)
+        plane_lookup64(T, _mm512_packus_epi16(_mm512_packus_epi32(_mm512_mask_mov_epi32(los[0], gt[0], i[0]),
+                                                              _mm512_mask_mov_epi32(los[1], gt[1], i[1])),
+                                          _mm512_packus_epi32(_mm512_mask_mov_epi32(los[2], gt[2], i[2]),
+                                                              _mm512_mask_mov_epi32(los[3], gt[3], i[3]))),
+                   nbs);
+    else
+#endif
+    for (int u = 0; u < QN; u++) nbs[u] = _mm512_i32gather_ps(_mm512_mask_mov_epi32(los[u], gt[u], i[u]), map, 4);
+    for (int u = 0; u < QN; u++) {
+        const __m512i lo = los[u];
+        const __m512 nb = nbs[u];
+        const __m512 mi = _mm512_mask_blend_ps(gt[u], v7[u], nb), mlo = _mm512_mask_blend_ps(gt[u], nb, v7[u]);
+        const __mmask16 le = _mm512_cmp_ps_mask(_mm512_sub_ps(y[u], mlo), _mm512_sub_ps(mi, y[u]), _CMP_LE_OQ);
+        __m512i c = _mm512_mask_blend_epi32(le, i[u], lo);
+        /* sign rule */
+        const __m512 vu = _mm512_loadu_ps(v + 16 * u);
+        const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __mmask16 dec = vneg & _mm512_cmpeq_epi32_mask(c, ndec);
+        const __mmask16 inc = vpos & _mm512_cmplt_epi32_mask(c, ninc);
+        c = _mm512_mask_sub_epi32(c, dec, c, one);
+        cs[u] = _mm512_mask_add_epi32(c, inc, c, one);
+    }
+#if QN % 4 == 0
+    /* codes 0..255: two saturating packs (exact) leave lane L as a[4L..4L+3] b[..] c[..] d[..]; one dword permute
+     * restores a, b, c, d order (4 port-5 uops instead of 4 two-uop vpmovdb) */
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int u = 0; u < QN; u += 4) {
+        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[u], cs[u + 1]), _mm512_packus_epi32(cs[u + 2], cs[u + 3]));
+        _mm512_storeu_si512(out + 16 * u, _mm512_permutexvar_epi32(ord, pk));
+    }
+#else
+    for (int u = 0; u < QN; u++) _mm_storeu_si128((__m128i *)(out + 16 * u), _mm512_cvtepi32_epi8(cs[u]));
+#endif
+}
+#endif
+
+#endif
