@@ -97,7 +97,8 @@ static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
 }
 
 /* bnb_matmul_int8 through a graph on the CUDA backend; ms per compute. */
-static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err) {
+/* y_out (optional, T x O floats): the output, for comparing the GEMM paths. */
+static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out) {
     cudaStream_t stream = bnb_cuda_stream(be);
     bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
     bnb_tensor *x = bnb_new_tensor_2d(ctx, BNB_TYPE_F16, K, T);
@@ -128,6 +129,7 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
         float *yv = (float *)malloc((size_t)T * O * 4);
         double num = 0, den = 0;
         if (yv && bnb_tensor_get_f32(y, yv, (int64_t)T * O) == BNB_OK) {
+            if (y_out) memcpy(y_out, yv, (size_t)T * O * 4);
             for (int i = 0; i < 64; i++) {
                 const int t = (int)(((unsigned)i * 2654435761u) % (unsigned)T), o = (int)(((unsigned)i * 40503u) % (unsigned)O);
                 double ref = 0;
@@ -163,6 +165,28 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
     return bench_median(runs, 3);
 }
 
+/* The many-token path twice: BNB_INT8_GEMM=wgmma (the fused sm_90a GEMM where the device has it) and =lt
+ * (cuBLASLt int32 GEMM + epilogue kernel). Both epilogues do the same float ops on the same int32 dot products,
+ * so the outputs must be bitwise equal; returns the number of differing outputs (-1: a run failed). */
+static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double *ms_new, double *ms_lt) {
+    float *a = (float *)malloc((size_t)T * O * 4), *b = (float *)malloc((size_t)T * O * 4);
+    double err = 0;
+    long bad = -1;
+    if (!a || !b) goto out;
+    setenv("BNB_INT8_GEMM", "wgmma", 1);
+    *ms_new = time_int8(be, T, K, O, reps, &err, a);
+    setenv("BNB_INT8_GEMM", "lt", 1);
+    *ms_lt = time_int8(be, T, K, O, reps, &err, b);
+    unsetenv("BNB_INT8_GEMM");
+    if (*ms_new < 0 || *ms_lt < 0) goto out;
+    bad = 0;
+    for (size_t i = 0; i < (size_t)T * O; i++) bad += memcmp(&a[i], &b[i], 4) != 0;
+out:
+    free(a);
+    free(b);
+    return bad;
+}
+
 extern "C" int bench_int8_cuda(int quick, bench_json *js) {
     struct {
         int T, K, O;
@@ -186,7 +210,7 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         const double flop = 2.0 * T * K * O;
         const int reps = flop > 1e11 ? 20 : flop > 1e9 ? 50 : 200;
         double err = 0;
-        const double m8 = time_int8(be, T, K, O, reps, &err);
+        const double m8 = time_int8(be, T, K, O, reps, &err, NULL);
         const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, reps);
         if (m8 < 0 || m16 < 0) {
             fprintf(stderr, "shape %dx%dx%d failed\n", T, K, O);
@@ -211,6 +235,37 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         bench_json_num(js, "rel_err", err);
         bench_json_row_end(js);
     }
+    /* A/B of the many-token GEMM paths, plus shapes that are not multiples of the 128 x 256 x 128 tile */
+    const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
+                         {129, 4096, 520}, {77, 208, 36}};
+    printf("\nGEMM paths (BNB_INT8_GEMM=wgmma vs lt), outputs compared bitwise\n%6s %6s %6s | %9s %9s | %s\n",
+           "tokens", "in", "out", "wgmma ms", "lt ms", "outputs differing");
+    int fails = 0;
+    for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++) {
+        double mn = 0, ml = 0;
+        const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, &mn, &ml);
+        printf("%6d %6d %6d | %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2], mn, ml, bad,
+               bad != 0 ? "  MISMATCH" : "");
+        fails += bad != 0;
+    }
+    /* where the sm_90a kernel's time goes (BNB_INT8_SM90_MODE: measurement modes with wrong outputs) */
+    if (getenv("BNB_INT8_BENCH_MODES")) {
+        printf("\nsm_90a kernel modes (ms per compute): full | no epilogue | no MMAs | loads only\n");
+        for (int i = 0; i < 2; i++) {
+            double ms[4], err = 0;
+            for (int md = 0; md < 4; md++) {
+                char v[4];
+                snprintf(v, sizeof v, "%d", md);
+                setenv("BNB_INT8_SM90_MODE", v, 1);
+                setenv("BNB_INT8_GEMM", "wgmma", 1);
+                ms[md] = time_int8(be, ab[i][0], ab[i][1], ab[i][2], 20, &err, NULL);
+            }
+            unsetenv("BNB_INT8_SM90_MODE");
+            unsetenv("BNB_INT8_GEMM");
+            printf("%6d %6d %6d | %9.4f | %9.4f | %9.4f | %9.4f\n", ab[i][0], ab[i][1], ab[i][2], ms[0], ms[1], ms[2],
+                   ms[3]);
+        }
+    }
     bnb_backend_free(be);
-    return 0;
+    return fails ? 1 : 0;
 }

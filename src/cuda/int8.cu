@@ -19,12 +19,15 @@
  *   so outlier columns are exact here and the threshold has no effect (the error is below the int8 path's).
  * Float (16-bit master) weights are quantized row-wise into scratch first (training mode). */
 #include "cuda-common.cuh"
+#include "int8-gemm.cuh" /* epi_args, epi_value, the fused sm_90a GEMM */
 
 #include <cublasLt.h>
 
 #include <mutex>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#define OUTL_CAP 256     /* outlier columns staged for the epilogue */
 #define SMALL_T 16       /* rows handled by the weight-only path */
 #define QBLOCK 256       /* threads of quant_rows */
 #define EPI_TOKENS 8     /* tokens per epilogue block */
@@ -139,30 +142,6 @@ __global__ void pad_int8_kernel(const int8_t *w, int O, int K, int8_t *wp, int O
 }
 
 /* ------------------------------------------------------------------------------------------------ 3. epilogue */
-struct epi_args {
-    const int32_t *C; /* [t_end - t_begin x Op]: rows t_begin.. of this chunk */
-    int T, O, Op, K;
-    int t_begin, t_end;
-    const float *xmax, *wmax; /* [T], [O] */
-    const float *bias;        /* [O] or NULL */
-    const int *idx, *count;   /* outlier columns (count NULL: none) */
-    const float *r_st;        /* [T x OUTL_CAP] staged residuals */
-    const float *wo_st;       /* [OUTL_CAP x Op] staged outlier weights */
-    /* sources for the columns past OUTL_CAP */
-    const char *x; bnb_cu_shape xs; int xtype; /* float x (fused path) or NULL */
-    const int8_t *q; int ldq;                  /* codes of x */
-    const __half *xo;                          /* f16 outlier values of a pre-quantized x [count x T] or NULL */
-    const int8_t *wq; int ldw;                 /* int8 weights */
-    float *y;                                  /* [T x O] */
-};
-
-__device__ __forceinline__ float outl_residual(const epi_args &a, int t, int j, int c) {
-    const float sx = a.xmax[t] / 127.f;
-    if (a.xo) return __half2float(a.xo[(size_t)j * a.T + t]);
-    const char *p = a.x + bnb_cu_row_offset(a.xs, (uint32_t)t) + (size_t)c * (a.xtype == BNB_TYPE_F32 ? 4 : 2);
-    return bnb_cu_load(p, a.xtype) - (float)a.q[(size_t)t * a.ldq + c] * sx;
-}
-
 /* Stage r[t][j] (j < min(count, OUTL_CAP)) and wo[j][o]. */
 __global__ void outlier_stage_kernel(epi_args a, float *r_st, float *wo_st) {
     const int n = min(*a.count, OUTL_CAP);
@@ -191,18 +170,17 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
         sw[i] = a.wmax[o] / 127.f;
         b[i] = a.bias ? a.bias[o] : 0.f;
     }
-    float acc[EPI_TOKENS][4];
+    int32_t acc[EPI_TOKENS][4]; /* C */
     const int tn = min(EPI_TOKENS, a.t_end - t0);
 #pragma unroll
     for (int tt = 0; tt < EPI_TOKENS; tt++) {
         if (tt < tn) {
             const int t = t0 + tt;
             const int4 c = *reinterpret_cast<const int4 *>(a.C + (size_t)(t - a.t_begin) * a.Op + o0); /* Op % 4 == 0 */
-            const float sx = a.xmax[t] / 127.f;
-            acc[tt][0] = (float)c.x * sx * sw[0];
-            acc[tt][1] = (float)c.y * sx * sw[1];
-            acc[tt][2] = (float)c.z * sx * sw[2];
-            acc[tt][3] = (float)c.w * sx * sw[3];
+            acc[tt][0] = c.x;
+            acc[tt][1] = c.y;
+            acc[tt][2] = c.z;
+            acc[tt][3] = c.w;
         }
     }
     const int n = a.count ? *a.count : 0;
@@ -218,10 +196,10 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
         for (int tt = 0; tt < EPI_TOKENS; tt++) {
             if (tt < tn) {
                 const float r = a.r_st[(size_t)(t0 + tt) * OUTL_CAP + j];
-                ex[tt][0] += r * w.x;
-                ex[tt][1] += r * w.y;
-                ex[tt][2] += r * w.z;
-                ex[tt][3] += r * w.w;
+                ex[tt][0] = __fmaf_rn(r, w.x, ex[tt][0]);
+                ex[tt][1] = __fmaf_rn(r, w.y, ex[tt][1]);
+                ex[tt][2] = __fmaf_rn(r, w.z, ex[tt][2]);
+                ex[tt][3] = __fmaf_rn(r, w.w, ex[tt][3]);
             }
         }
     }
@@ -231,7 +209,7 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
             const float r = outl_residual(a, t0 + tt, j, c);
             for (int i = 0; i < 4; i++) {
                 const int o = min(o0 + i, a.O - 1);
-                ex[tt][i] += r * (float)a.wq[(size_t)o * a.ldw + c] * sw[i];
+                ex[tt][i] = __fmaf_rn(r, __fmul_rn((float)a.wq[(size_t)o * a.ldw + c], sw[i]), ex[tt][i]);
             }
         }
     }
@@ -240,9 +218,10 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
     for (int tt = 0; tt < EPI_TOKENS; tt++) {
         if (tt < tn) {
             float *yr = a.y + (size_t)(t0 + tt) * a.O + o0;
+            const float sx = a.xmax[t0 + tt] / 127.f;
             float v[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) v[i] = acc[tt][i] + ex[tt][i] + b[i];
+            for (int i = 0; i < 4; i++) v[i] = epi_value(acc[tt][i], sx, sw[i], ex[tt][i], b[i]);
             if (vec) {
                 *reinterpret_cast<float4 *>(yr) = make_float4(v[0], v[1], v[2], v[3]);
             } else {
@@ -510,6 +489,49 @@ static bool rows_aligned16(const bnb_tensor *x) {
     return aligned16(x->data);
 }
 
+/* BNB_INT8_STAGES=1: per-stage times of the many-token path with CUDA events, printed to stderr on each computed
+ * call that is not being captured (measurement aid; off by default, costs one getenv per call). */
+#define STAGE_MAX 8
+typedef struct {
+    bool on;
+    int n;
+    cudaEvent_t ev[STAGE_MAX + 1];
+    const char *name[STAGE_MAX];
+} stage_timer;
+
+static void stage_begin(stage_timer *tm, bnb_cuda_ctx *c) {
+    tm->on = false, tm->n = 0;
+    const char *e = getenv("BNB_INT8_STAGES");
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (!e || !*e || *e == '0' || cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess ||
+        cs != cudaStreamCaptureStatusNone)
+        return;
+    for (int i = 0; i <= STAGE_MAX; i++) tm->ev[i] = NULL;
+    if (cudaEventCreate(&tm->ev[0]) != cudaSuccess || cudaEventRecord(tm->ev[0], c->stream) != cudaSuccess) return;
+    tm->on = true;
+}
+
+static void stage_mark(stage_timer *tm, bnb_cuda_ctx *c, const char *name) {
+    if (!tm->on || tm->n >= STAGE_MAX) return;
+    cudaEvent_t *e = &tm->ev[tm->n + 1];
+    if (cudaEventCreate(e) != cudaSuccess || cudaEventRecord(*e, c->stream) != cudaSuccess) return;
+    tm->name[tm->n++] = name;
+}
+
+static void stage_report(stage_timer *tm, bnb_cuda_ctx *c, int T, int K, int O) {
+    if (!tm->on) return;
+    if (tm->n > 0 && cudaEventSynchronize(tm->ev[tm->n]) == cudaSuccess) {
+        fprintf(stderr, "int8 stages %dx%dx%d (ms):", T, K, O);
+        for (int i = 0; i < tm->n; i++) {
+            float ms = 0.f;
+            cudaEventElapsedTime(&ms, tm->ev[i], tm->ev[i + 1]);
+            fprintf(stderr, " %s %.4f%s", tm->name[i], ms, i + 1 < tm->n ? " |" : "\n");
+        }
+    }
+    for (int i = 0; i <= tm->n; i++) cudaEventDestroy(tm->ev[i]);
+    tm->on = false;
+}
+
 extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     const bnb_tensor *x = node->src[0], *w = node->src[1], *b = node->src[2];
     const mm_plan p = plan_of(node);
@@ -572,6 +594,8 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
         return BNB_OK;
     }
     /* activations: codes xq (row stride ldq), row absmax, outlier columns */
+    stage_timer tm;
+    stage_begin(&tm, c);
     epi_args a;
     memset(&a, 0, sizeof a);
     const int8_t *xq;
@@ -583,6 +607,7 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
         int *flags = (int *)(sc + p.flags);
         if (thr > 0) BNB_CUDA_TRY(cudaMemsetAsync(flags, 0, (size_t)K * 4, c->stream), "memset outlier flags");
         if ((st = launch_quant_rows(c, x, thr, xqs, Kp, xm, thr > 0 ? flags : NULL)) != BNB_OK) return st;
+        stage_mark(&tm, c, "quant");
         if (thr > 0) {
             compact_flags_kernel<<<1, 1024, 0, c->stream>>>(flags, K, (int *)(sc + p.idx), (int *)(sc + p.count));
             BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 outlier columns");
@@ -631,13 +656,26 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     } else {
         a.count = NULL;
     }
-    /* int32 GEMM C [T x Op], then the epilogue (one pass over C). Token chunks sized to keep C in L2 were tried and
-     * measured slower (docs/perf-int8-cuda.md); t_begin/t_end still allow them. */
-    if ((st = int8_gemm(c, wq, ldw, xq, ldq, C, Op, T, ldw == Kp ? Kp : K)) != BNB_OK) return st;
+    stage_mark(&tm, c, "outliers");
     a.t_begin = 0, a.t_end = T;
+    const int kdim = ldw == Kp ? Kp : K;
+    /* sm_90a: our wgmma GEMM with the epilogue fused (no int32 C in memory). TMA needs 16-byte aligned rows. */
+    if (T > 0 && O > 0 && kdim > 0 && ldq % 16 == 0 && ldw % 16 == 0 && aligned16(xq) && aligned16(wq) &&
+        bnb_int8_sm90a_ready(c)) {
+        st = bnb_int8_gemm_sm90a(c, a, kdim);
+        stage_mark(&tm, c, "gemm+epilogue (sm_90a)");
+        stage_report(&tm, c, T, K, O);
+        return st;
+    }
+    /* cuBLASLt: int32 GEMM C [T x Op], then the epilogue (one pass over C). Token chunks sized to keep C in L2 were
+     * tried and measured slower (docs/perf-int8-cuda.md); t_begin/t_end still allow them. */
+    if ((st = int8_gemm(c, wq, ldw, xq, ldq, C, Op, T, kdim)) != BNB_OK) return st;
+    stage_mark(&tm, c, "gemm (cuBLASLt)");
     const dim3 grid((unsigned)((O + 1023) / 1024), (unsigned)((T + EPI_TOKENS - 1) / EPI_TOKENS));
     epilogue_kernel<<<grid, 256, 0, c->stream>>>(a);
     BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 epilogue");
+    stage_mark(&tm, c, "epilogue");
+    stage_report(&tm, c, T, K, O);
     return BNB_OK;
 }
 

@@ -1,0 +1,298 @@
+/* LLM.int8 int8 GEMM with the epilogue fused, for sm_90a (H100/H200): wgmma m64n256k32 s8.s8 -> s32, tiles loaded by
+ * TMA (cp.async.bulk.tensor, 128-byte swizzle) into a 4-stage mbarrier ring, one producer warp, two consumer
+ * warpgroups. The int32 accumulators never leave the registers: y = c * sx * sw + outlier sums + bias (epi_value,
+ * same op order as int8.cu's epilogue_kernel) is stored straight from them.
+ *
+ * Block tile: 128 tokens x 256 outputs, K in steps of 128 bytes. Consumer warpgroup g (1, 2) owns tokens
+ * 64 (g - 1) .. +63 of the tile. Rows past T / O come in as zeros from the TMA (out-of-bounds fill) and are not
+ * stored; K past kdim likewise, so any shape works as long as the row strides are multiples of 16 bytes.
+ *
+ * This file is compiled for sm_90a as well as the project's architectures; only the sm_90a pass
+ * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded. */
+#include "int8-gemm.cuh"
+
+#include <cuda.h> /* CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPoint, no -lcuda */
+
+#include <mutex>
+#include <stdlib.h>
+#include <string.h>
+
+#define G_BM 128
+#define G_BN 256
+#define G_BK 128
+#define G_STAGES 4
+#define G_A_BYTES (G_BM * G_BK)
+#define G_B_BYTES (G_BN * G_BK)
+#define G_STAGE_BYTES (G_A_BYTES + G_B_BYTES)
+#define G_SMEM (G_STAGES * G_STAGE_BYTES + 1024 /* align */ + 256 /* barriers */)
+#define G_THREADS 384
+#define G_DEFAULT_ON 0 /* the wgmma path is used by default only once it beats cuBLASLt + epilogue */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define G_SM90A 1
+#endif
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+#ifdef G_SM90A
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+/* Spins on the phase; a wait of more than ~2^32 cycles (seconds) means a broken pipeline: trap rather than hang. */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    const long long start = clock64();
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+        if (!done && clock64() - start > (1ll << 32)) __trap();
+    } while (!done);
+}
+/* 2-D tile (c0 = byte along K, c1 = row) of the tensor map into shared memory, completing on bar. */
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+                 ::"r"(dst), "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
+}
+/* wgmma shared-memory descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart. */
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
+    uint64_t d = 0;
+    d |= (uint64_t)((addr & 0x3FFFF) >> 4);
+    d |= (uint64_t)1 << 16;          /* leading byte offset (unused for swizzled K-major) */
+    d |= (uint64_t)(1024 >> 4) << 32; /* stride byte offset */
+    d |= (uint64_t)1 << 62;          /* 128-byte swizzle */
+    return d;
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+
+/* D [64 x 256] s32 += A [64 x 32] s8 (smem, K-major) * B [256 x 32] s8 (smem, K-major); generated operand list. */
+__device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 "
+        "{"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+        "}, %128, %129, p;\n"
+        "}\n"
+        :
+          "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+          "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+          "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+          "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+          "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+          "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+          "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+          "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63]),
+          "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]), "+r"(d[70]), "+r"(d[71]),
+          "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]), "+r"(d[77]), "+r"(d[78]), "+r"(d[79]),
+          "+r"(d[80]), "+r"(d[81]), "+r"(d[82]), "+r"(d[83]), "+r"(d[84]), "+r"(d[85]), "+r"(d[86]), "+r"(d[87]),
+          "+r"(d[88]), "+r"(d[89]), "+r"(d[90]), "+r"(d[91]), "+r"(d[92]), "+r"(d[93]), "+r"(d[94]), "+r"(d[95]),
+          "+r"(d[96]), "+r"(d[97]), "+r"(d[98]), "+r"(d[99]), "+r"(d[100]), "+r"(d[101]), "+r"(d[102]), "+r"(d[103]),
+          "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]), "+r"(d[110]), "+r"(d[111]),
+          "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]), "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]),
+          "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
+        : "l"(da), "l"(db), "r"(1));
+}
+#endif /* G_SM90A */
+
+__global__ void int8_sm90a_probe_kernel(int *out) {
+#ifdef G_SM90A
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+/* Grid: x = token tiles (fastest, so neighbouring blocks share the weight tile in L2), y = output tiles. */
+__global__ void __launch_bounds__(G_THREADS, 1)
+    int8_gemm_sm90a_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
+                           const epi_args a, int kblocks, int mode) {
+#ifdef G_SM90A
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint64_t *bars = (uint64_t *)(smem + G_STAGES * G_STAGE_BYTES); /* full[G_STAGES], empty[G_STAGES] */
+    const uint32_t s_base = smem_u32(smem), bar_base = smem_u32(bars);
+    const int m0 = blockIdx.x * G_BM, n0 = blockIdx.y * G_BN;
+    const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < G_STAGES; s++) {
+            mbar_init(bar_base + 8 * s, 1);                  /* full: the producer's expect_tx */
+            mbar_init(bar_base + 8 * (G_STAGES + s), 8);     /* empty: one arrive per consumer warp */
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (wg == 0) { /* producer */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (tid == 0) {
+            for (int kb = 0; kb < kblocks; kb++) {
+                const int s = kb % G_STAGES;
+                if (kb >= G_STAGES) mbar_wait(bar_base + 8 * (G_STAGES + s), ((kb / G_STAGES) - 1) & 1);
+                const uint32_t full = bar_base + 8 * s, dst = s_base + s * G_STAGE_BYTES;
+                mbar_expect_tx(full, G_STAGE_BYTES);
+                tma_load_2d(dst, &tm_x, kb * G_BK, m0, full);
+                tma_load_2d(dst + G_A_BYTES, &tm_w, kb * G_BK, n0, full);
+            }
+        }
+    } else { /* consumers */
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+        int32_t acc[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) acc[i] = 0;
+        const uint32_t a_off = (uint32_t)(wg - 1) * 64 * G_BK;
+        for (int kb = 0; kb < kblocks; kb++) {
+            const int s = kb % G_STAGES;
+            mbar_wait(bar_base + 8 * s, (kb / G_STAGES) & 1);
+            const uint32_t sa = s_base + s * G_STAGE_BYTES + a_off, sb = s_base + s * G_STAGE_BYTES + G_A_BYTES;
+            if (!(mode & 2)) {
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < G_BK / 32; kk++)
+                    wgmma_m64n256k32_s8(acc, smem_desc(sa + kk * 32), smem_desc(sb + kk * 32));
+                wgmma_commit();
+                wgmma_wait0();
+            } /* waiting for one group in flight (wait_group 1) made ptxas serialize the wgmmas (C7514) */
+            if ((tid & 31) == 0) mbar_arrive(bar_base + 8 * (G_STAGES + s));
+        }
+        if (mode & 1) { /* measurement mode: no epilogue (one store keeps the accumulators alive) */
+            int32_t sum = 0;
+#pragma unroll
+            for (int i = 0; i < 128; i++) sum ^= acc[i];
+            if (sum == 0x7eadbeef) a.y[0] = 1.f;
+            return;
+        }
+        /* epilogue: thread holds rows r, r + 8 and column pairs 8 j + 2 (lane % 4) (+1), j = 0..31 */
+        const int warp = tid / 32, lane = tid % 32;
+        const int t0 = m0 + (wg - 1) * 64 + warp * 16 + lane / 4, t1 = t0 + 8;
+        const bool v0 = t0 < a.T, v1 = t1 < a.T;
+        const float sx0 = v0 ? a.xmax[t0] / 127.f : 0.f, sx1 = v1 ? a.xmax[t1] / 127.f : 0.f;
+        const int n = a.count ? *a.count : 0, ns = min(n, OUTL_CAP);
+        const bool pair_store = (a.O & 1) == 0;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const int o = n0 + j * 8 + (lane % 4) * 2;
+            if (o >= a.O) continue;
+            const bool has1 = o + 1 < a.O;
+            const float sw0 = a.wmax[o] / 127.f, sw1 = has1 ? a.wmax[o + 1] / 127.f : 0.f;
+            const float b0 = a.bias ? a.bias[o] : 0.f, b1 = a.bias && has1 ? a.bias[o + 1] : 0.f;
+            float e00 = 0.f, e01 = 0.f, e10 = 0.f, e11 = 0.f; /* e<row><col> */
+            for (int q = 0; q < ns; q++) {
+                const float w0 = a.wo_st[(size_t)q * a.Op + o], w1 = has1 ? a.wo_st[(size_t)q * a.Op + o + 1] : 0.f;
+                const float r0 = v0 ? a.r_st[(size_t)t0 * OUTL_CAP + q] : 0.f;
+                const float r1 = v1 ? a.r_st[(size_t)t1 * OUTL_CAP + q] : 0.f;
+                e00 = __fmaf_rn(r0, w0, e00), e01 = __fmaf_rn(r0, w1, e01);
+                e10 = __fmaf_rn(r1, w0, e10), e11 = __fmaf_rn(r1, w1, e11);
+            }
+            for (int q = OUTL_CAP; q < n; q++) { /* beyond the staged columns: gather directly (slow, correct) */
+                const int c = a.idx[q];
+                const float w0 = __fmul_rn((float)a.wq[(size_t)o * a.ldw + c], sw0);
+                const float w1 = has1 ? __fmul_rn((float)a.wq[(size_t)(o + 1) * a.ldw + c], sw1) : 0.f;
+                const float r0 = v0 ? outl_residual(a, t0, q, c) : 0.f, r1 = v1 ? outl_residual(a, t1, q, c) : 0.f;
+                e00 = __fmaf_rn(r0, w0, e00), e01 = __fmaf_rn(r0, w1, e01);
+                e10 = __fmaf_rn(r1, w0, e10), e11 = __fmaf_rn(r1, w1, e11);
+            }
+            const float y00 = epi_value(acc[4 * j + 0], sx0, sw0, e00, b0), y01 = epi_value(acc[4 * j + 1], sx0, sw1, e01, b1);
+            const float y10 = epi_value(acc[4 * j + 2], sx1, sw0, e10, b0), y11 = epi_value(acc[4 * j + 3], sx1, sw1, e11, b1);
+            if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
+                if (v0) *reinterpret_cast<float2 *>(a.y + (size_t)t0 * a.O + o) = make_float2(y00, y01);
+                if (v1) *reinterpret_cast<float2 *>(a.y + (size_t)t1 * a.O + o) = make_float2(y10, y11);
+            } else {
+                if (v0) { a.y[(size_t)t0 * a.O + o] = y00; if (has1) a.y[(size_t)t0 * a.O + o + 1] = y01; }
+                if (v1) { a.y[(size_t)t1 * a.O + o] = y10; if (has1) a.y[(size_t)t1 * a.O + o + 1] = y11; }
+            }
+        }
+    }
+#endif
+}
+
+/* ================================================================================================ host side */
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+#define G_MAX_DEV 64
+static std::mutex g_mutex;
+static signed char g_ready[G_MAX_DEV]; /* 0 unknown, 1 yes, -1 no */
+static encode_tiled_fn g_encode;
+
+/* Once per device, outside captures: compute capability 9.0, the tensor-map encoder found, the sm_90a body loaded. */
+bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c) {
+    /* BNB_INT8_GEMM=lt / =wgmma: force either path (A/B measurements); unset: G_DEFAULT_ON */
+    const char *env = getenv("BNB_INT8_GEMM");
+    if (env && strcmp(env, "lt") == 0) return false;
+    if (!G_DEFAULT_ON && !(env && strcmp(env, "wgmma") == 0)) return false;
+    if (c->device < 0 || c->device >= G_MAX_DEV) return false;
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        if (g_ready[c->device]) return g_ready[c->device] > 0;
+    }
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return false;
+    bool ok = false;
+    int major = 0, minor = 0;
+    int *d_flag = NULL, flag = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) == cudaSuccess && major == 9 &&
+        minor == 0) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (!g_encode && cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                          &q) == cudaSuccess && q == cudaDriverEntryPointSuccess)
+            g_encode = (encode_tiled_fn)fn;
+        if (g_encode && cudaMalloc(&d_flag, sizeof(int)) == cudaSuccess) {
+            int8_sm90a_probe_kernel<<<1, 1, 0, c->stream>>>(d_flag);
+            ok = cudaMemcpyAsync(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost, c->stream) == cudaSuccess &&
+                 cudaStreamSynchronize(c->stream) == cudaSuccess && flag == 1;
+            ok = ok && cudaFuncSetAttribute(int8_gemm_sm90a_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            G_SMEM) == cudaSuccess;
+            cudaFree(d_flag);
+        }
+    }
+    cudaGetLastError(); /* a failed probe leaves no sticky launch error behind */
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_ready[c->device] = ok ? 1 : -1;
+    return ok;
+}
+
+static bool encode_map(CUtensorMap *m, const int8_t *base, int rows, int kdim, int ld, int box_rows) {
+    const cuuint64_t dims[2] = {(cuuint64_t)kdim, (cuuint64_t)rows};
+    const cuuint64_t strides[1] = {(cuuint64_t)ld};
+    const cuuint32_t box[2] = {G_BK, (cuuint32_t)box_rows};
+    const cuuint32_t estr[2] = {1, 1};
+    return g_encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, estr,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
+    CUtensorMap tx, tw;
+    if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN))
+        return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (cuda sm_90a): tensor map for T %d K %d O %d failed", a.T,
+                        kdim, a.O);
+    const dim3 grid((unsigned)((a.T + G_BM - 1) / G_BM), (unsigned)((a.O + G_BN - 1) / G_BN));
+    /* BNB_INT8_SM90_MODE (measurements only, wrong results): 1 no epilogue, 2 no MMAs, 3 loads only */
+    const char *m = getenv("BNB_INT8_SM90_MODE");
+    const int mode = m ? atoi(m) & 3 : 0;
+    int8_gemm_sm90a_kernel<<<grid, G_THREADS, G_SMEM, c->stream>>>(tx, tw, a, (kdim + G_BK - 1) / G_BK, mode);
+    BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 (sm_90a GEMM)");
+    return BNB_OK;
+}
