@@ -8,6 +8,9 @@
  *             x += Wo attn;  h = rms_norm(x) * ffn_norm;  x += Wdown (silu(Wgate h) * Wup h)
  * Then logits = Wout (rms_norm(x) * output_norm) for the last token or all of them. */
 #include "transformer.h"
+#ifdef BNB_HAVE_CUDA
+#include "../cuda/backend-cuda.h" /* capture counters for BNB_DECODE_PROFILE */
+#endif
 
 #include <math.h>
 #include <stdio.h>
@@ -58,14 +61,27 @@ static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, int64
                             int64_t n_kv_dec, bnb_tensor **out) {
     const bnb_model_config *c = &m->cfg;
     const int64_t hd = c->head_dim, nh = c->n_head, nkv = c->n_head_kv, n_kv = n_past + n;
-    bnb_tensor *q = bnb_model_linear(ctx, m, L->wq, h);
-    bnb_tensor *k = bnb_model_linear(ctx, m, L->wk, h);
-    bnb_tensor *v = bnb_model_linear(ctx, m, L->wv, h);
-    CHECK(q && k && v);
-    q = bnb_reshape_3d(ctx, q, hd, nh, n);
-    k = bnb_reshape_3d(ctx, k, hd, nkv, n);
-    v = bnb_reshape_3d(ctx, v, hd, nkv, n);
-    CHECK(q && k && v);
+    bnb_tensor *q, *k, *v;
+    if (n == 1 && L->w_qkv) { /* one matmul; q, k, v are consecutive pieces of its one column */
+        bnb_tensor *qkv = bnb_model_linear(ctx, m, L->w_qkv, h);
+        CHECK(qkv);
+        const size_t e = sizeof(float);
+        q = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nh, 1}, (const size_t[]){e, hd * e, nh * hd * e}, 0);
+        k = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nkv, 1}, (const size_t[]){e, hd * e, nkv * hd * e},
+                     (size_t)(nh * hd) * e);
+        v = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nkv, 1}, (const size_t[]){e, hd * e, nkv * hd * e},
+                     (size_t)((nh + nkv) * hd) * e);
+        CHECK(q && k && v);
+    } else {
+        q = bnb_model_linear(ctx, m, L->wq, h);
+        k = bnb_model_linear(ctx, m, L->wk, h);
+        v = bnb_model_linear(ctx, m, L->wv, h);
+        CHECK(q && k && v);
+        q = bnb_reshape_3d(ctx, q, hd, nh, n);
+        k = bnb_reshape_3d(ctx, k, hd, nkv, n);
+        v = bnb_reshape_3d(ctx, v, hd, nkv, n);
+        CHECK(q && k && v);
+    }
     q = bnb_rope(ctx, q, pos, (int)hd, c->rope_mode, c->rope_base);
     k = bnb_rope(ctx, k, pos, (int)hd, c->rope_mode, c->rope_base);
     CHECK(q && k);
@@ -131,8 +147,17 @@ static bnb_status build_body(bnb_model *m, bnb_model_graph *g, int64_t n, int64_
         CHECK(x);
         h = norm(ctx, m, x, L->ffn_norm);
         CHECK(h);
-        bnb_tensor *gate = bnb_model_linear(ctx, m, L->w_gate, h);
-        bnb_tensor *up = bnb_model_linear(ctx, m, L->w_up, h);
+        bnb_tensor *gate, *up;
+        if (n == 1 && L->w_gu) { /* one matmul, gate and up are its two halves */
+            bnb_tensor *gu = bnb_model_linear(ctx, m, L->w_gu, h);
+            CHECK(gu);
+            gate = bnb_view(ctx, gu, 2, (const int64_t[]){c->n_ff, 1}, (const size_t[]){4, (size_t)c->n_ff * 4}, 0);
+            up = bnb_view(ctx, gu, 2, (const int64_t[]){c->n_ff, 1}, (const size_t[]){4, (size_t)c->n_ff * 4},
+                          (size_t)c->n_ff * 4);
+        } else {
+            gate = bnb_model_linear(ctx, m, L->w_gate, h);
+            up = bnb_model_linear(ctx, m, L->w_up, h);
+        }
         CHECK(gate && up);
         gate = bnb_silu(ctx, gate);
         CHECK(gate);
@@ -241,7 +266,9 @@ static struct {
     int on; /* -1 unknown */
     double io, graph, commit, read;
     int64_t n;
-} g_prof = {-1, 0, 0, 0, 0, 0};
+    unsigned long long plain, captures, replays; /* CUDA: of the last decode graph */
+    int fused;
+} g_prof = {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 static double prof_now(void) {
     struct timespec ts;
@@ -253,8 +280,12 @@ void bnb_model_decode_profile_report(void) {
     if (g_prof.on != 1 || g_prof.n == 0) return;
     const double k = 1e6 / (double)g_prof.n;
     fprintf(stderr, "decode profile: %lld tokens, us/token: inputs %.1f | graph %.1f | commit %.1f | logits read "
-            "(incl. device wait) %.1f | total %.1f\n", (long long)g_prof.n, g_prof.io * k, g_prof.graph * k,
-            g_prof.commit * k, g_prof.read * k, (g_prof.io + g_prof.graph + g_prof.commit + g_prof.read) * k);
+            "(incl. device wait) %.1f | total %.1f | fused qkv/gate-up %s\n", (long long)g_prof.n, g_prof.io * k, g_prof.graph * k,
+            g_prof.commit * k, g_prof.read * k, (g_prof.io + g_prof.graph + g_prof.commit + g_prof.read) * k,
+            g_prof.fused == 1 ? "yes" : "no");
+    if (g_prof.plain + g_prof.replays)
+        fprintf(stderr, "decode profile: last decode graph: %llu plain runs, %llu captures, %llu replays\n",
+                g_prof.plain, g_prof.captures, g_prof.replays);
     g_prof.io = g_prof.graph = g_prof.commit = g_prof.read = 0;
     g_prof.n = 0;
 }
@@ -283,6 +314,11 @@ bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token
     if (g_prof.on && st == BNB_OK) {
         g_prof.io += t1 - t0, g_prof.graph += t2 - t1, g_prof.commit += t3 - t2, g_prof.read += prof_now() - t3;
         g_prof.n++;
+        g_prof.fused = m->fused;
+#ifdef BNB_HAVE_CUDA
+        bnb_cuda_graph_stats gs = bnb_cuda_get_graph_stats(g->graph);
+        g_prof.plain = gs.n_plain, g_prof.captures = gs.n_captures, g_prof.replays = gs.n_replays;
+#endif
     }
     return st;
 }

@@ -171,6 +171,7 @@ void bnb_model_free(bnb_model *m) {
     bnb_model_graph_release(&m->cached);
     bnb_model_graph_release(&m->decoded);
     bnb_model_decode_profile_report();
+    bnb_model_unfuse_weights(m);
     if (m->wbuf) bnb_buffer_free(m->wbuf);
     if (m->kvbuf) bnb_buffer_free(m->kvbuf);
     bnb_context_free(m->wctx);
@@ -210,6 +211,7 @@ bnb_status bnb_model_set_weight(bnb_model *m, const char *name, bnb_type src_typ
                         bnb_type_name(src_type));
     bnb_model_graph_release(&m->cached);
     bnb_model_graph_release(&m->decoded);
+    bnb_model_unfuse_weights(m); /* made again from the new weights at the next one-token eval */
     if (t->type == BNB_TYPE_I8_ROW) return bnb_int8_set_from(t, src_type, src, n);
     if (t->type == src_type) return bnb_tensor_set(t, src, 0, bnb_nbytes(t));
     const float *f = src;
@@ -242,6 +244,91 @@ void bnb_model_permute_qk(float *w, int64_t n_head, int64_t hd, int64_t cols, bo
     free(tmp);
 }
 
+/* ------------------------------------------------------------------------------------------------ fused weights */
+void bnb_model_unfuse_weights(bnb_model *m) {
+    for (int64_t i = 0; m->layers && i < m->cfg.n_layer; i++) m->layers[i].w_qkv = m->layers[i].w_gu = NULL;
+    if (m->fbuf) bnb_buffer_free(m->fbuf);
+    bnb_context_free(m->fctx);
+    m->fbuf = NULL;
+    m->fctx = NULL;
+    m->fused = 0;
+}
+
+/* dst = the rows of src[0..n) one after another (same type, same row length); storage copied through the host. */
+static bnb_status stack_rows(bnb_tensor *dst, bnb_tensor *const *src, int n, uint8_t *tmp) {
+    if (dst->type == BNB_TYPE_I8_ROW) { /* int8 values, then the row scales (SCB) */
+        const bnb_int8_layout ld = bnb_int8_layout_of(dst);
+        size_t off_q = 0, off_s = ld.rowmax_offs;
+        for (int i = 0; i < n; i++) {
+            const bnb_int8_layout ls = bnb_int8_layout_of(src[i]);
+            if (ls.has_outliers) return bnb_fail(BNB_ERR_UNSUPPORTED, "fuse: %s has an outlier section", src[i]->name);
+            const size_t nq = (size_t)(ls.rows * ls.cols), ns = (size_t)ls.rows * 4;
+            bnb_status st = bnb_tensor_get(src[i], tmp + off_q, 0, nq);
+            if (st == BNB_OK) st = bnb_tensor_get(src[i], tmp + off_s, ls.rowmax_offs, ns);
+            if (st != BNB_OK) return st;
+            off_q += nq;
+            off_s += ns;
+        }
+        memset(tmp + off_q, 0, ld.rowmax_offs - off_q); /* the padding */
+        return bnb_tensor_set(dst, tmp, 0, ld.rowmax_offs + (size_t)ld.rows * 4);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t nb = bnb_nbytes(src[i]);
+        bnb_status st = bnb_tensor_get(src[i], tmp + off, 0, nb);
+        if (st != BNB_OK) return st;
+        off += nb;
+    }
+    return bnb_tensor_set(dst, tmp, 0, off);
+}
+
+bnb_status bnb_model_fuse_weights(bnb_model *m) {
+    if (m->fused != 0) return BNB_OK;
+    const char *env = getenv("BNB_DECODE_FUSE");
+    const bnb_type t = m->layers[0].wq->type;
+    if ((env && strcmp(env, "0") == 0) || (t != BNB_TYPE_F32 && t != BNB_TYPE_F16 && t != BNB_TYPE_I8_ROW)) {
+        m->fused = -1;
+        return BNB_OK;
+    }
+    const bnb_model_config *c = &m->cfg;
+    const int64_t in = c->n_embd, qkv = (c->n_head + 2 * c->n_head_kv) * c->head_dim, gu = 2 * c->n_ff;
+    m->fctx = bnb_context_new((bnb_context_params){.mem_size = (size_t)(c->n_layer * 4 + 4) * 1024 + 65536,
+                                                   .no_alloc = true});
+    if (!m->fctx) return bnb_last_status();
+    for (int64_t i = 0; i < c->n_layer; i++) {
+        bnb_model_layer *L = &m->layers[i];
+        if (t == BNB_TYPE_I8_ROW) {
+            L->w_qkv = bnb_int8_new_weight(m->fctx, in, qkv);
+            L->w_gu = bnb_int8_new_weight(m->fctx, in, gu);
+        } else {
+            L->w_qkv = bnb_new_tensor_2d(m->fctx, t, in, qkv);
+            L->w_gu = bnb_new_tensor_2d(m->fctx, t, in, gu);
+        }
+        if (!L->w_qkv || !L->w_gu) goto fail;
+    }
+    m->fbuf = bnb_backend_alloc_tensors(m->backend, m->fctx);
+    if (!m->fbuf) goto fail;
+    uint8_t *tmp = malloc(BNB_MAX(bnb_nbytes(m->layers[0].w_qkv), bnb_nbytes(m->layers[0].w_gu)));
+    if (!tmp) {
+        bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory (fused weights)");
+        goto fail;
+    }
+    bnb_status st = BNB_OK;
+    for (int64_t i = 0; i < c->n_layer && st == BNB_OK; i++) {
+        bnb_model_layer *L = &m->layers[i];
+        st = stack_rows(L->w_qkv, (bnb_tensor *const[]){L->wq, L->wk, L->wv}, 3, tmp);
+        if (st == BNB_OK) st = stack_rows(L->w_gu, (bnb_tensor *const[]){L->w_gate, L->w_up}, 2, tmp);
+    }
+    free(tmp);
+    if (st != BNB_OK) goto fail;
+    m->fused = 1;
+    return BNB_OK;
+fail:;
+    bnb_status err = bnb_last_status() != BNB_OK ? bnb_last_status() : BNB_ERR_OOM;
+    bnb_model_unfuse_weights(m);
+    return err;
+}
+
 /* ------------------------------------------------------------------------------------------------ evaluation */
 bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_t n_past, bool all_logits,
                           float *logits) {
@@ -263,6 +350,11 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         const int64_t gran = BNB_MIN(m->n_ctx, bnb_backend_is_cpu(m->backend) ? 32 : 256);
         const int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
         bnb_model_graph *d = &m->decoded;
+        if (m->fused == 0) {
+            bnb_model_graph_release(d); /* built without the fused weights */
+            bnb_status st = bnb_model_fuse_weights(m);
+            if (st != BNB_OK) return st;
+        }
         if (!d->graph || d->n_kv != want || d->gran != gran) {
             bnb_model_graph_release(d);
             bnb_status st = bnb_model_build_decode_graph(m, want, gran, d);

@@ -7,6 +7,9 @@
 typedef struct bnb_model_layer {
     bnb_tensor *attn_norm, *wq, *wk, *wv, *wo;
     bnb_tensor *ffn_norm, *w_gate, *w_up, *w_down;
+    /* decode only: [wq; wk; wv] and [w_gate; w_up] as one matrix each (one matmul instead of three / two), copies
+     * made at the first one-token eval (bnb_model_fuse_weights); NULL when not made */
+    bnb_tensor *w_qkv, *w_gu;
 } bnb_model_layer;
 
 /* The graph of the last eval, reused when the next one has the same shape (perplexity windows, fixed prefills).
@@ -55,6 +58,9 @@ struct bnb_model {
     bnb_model_graph cached;  /* prefill (n > 1), or every eval when decode graphs are off */
     bnb_model_graph decoded; /* one-token evals */
     int decode_graphs;       /* -1 unknown, 0 off (BNB_DECODE_GRAPH=0: rebuild per token, for comparisons), 1 on */
+    int fused;               /* 0 not tried, 1 layers[].w_qkv / w_gu made, -1 not made (BNB_DECODE_FUSE=0, nf4) */
+    bnb_context *fctx;       /* the fused weights */
+    bnb_buffer *fbuf;
 };
 
 /* Check a config (positive sizes, heads divide, ...); BNB_ERR_INVALID_ARG naming the field. `what` prefixes. */
@@ -70,6 +76,9 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
 /* One token through a decode graph at n_past (n_past <= g->n_kv, n_past >= g->mask_base); logits out. */
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits);
 void bnb_model_graph_release(bnb_model_graph *g);
+/* Make layers[].w_qkv / w_gu (F32, F16, I8_ROW weights); m->fused says whether they exist. */
+bnb_status bnb_model_fuse_weights(bnb_model *m);
+void bnb_model_unfuse_weights(bnb_model *m);
 /* BNB_DECODE_PROFILE=1: print the decode phase times gathered so far (stderr) and reset them. */
 void bnb_model_decode_profile_report(void);
 
