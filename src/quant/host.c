@@ -156,8 +156,6 @@ bnb_status bnb_quant_host_quantize(const bnb_quant_layout *L, bnb_type qtype, co
 #ifdef BNB_Q_AVX512
     const bool fast64 = B == 64 && (src_type == BNB_TYPE_F32 || src_type == BNB_TYPE_F16) &&
                         (L->four_bit || (!stochastic && qt.counted));
-    const bool fastB = B > 64 && B % 64 == 0 && (src_type == BNB_TYPE_F32 || src_type == BNB_TYPE_F16) &&
-                       (L->four_bit || (!stochastic && qt.counted));
 #endif
     const int nt = threads_or_default(n_threads);
 #pragma omp parallel num_threads(nt) if (nblk > 1)
@@ -175,12 +173,6 @@ bnb_status bnb_quant_host_quantize(const bnb_quant_layout *L, bnb_type qtype, co
                 const int64_t bad = blocks64(src, src_type, b, bfull, L->four_bit, nf4, &qt, st + L->codes, absmax);
                 if (bad < my_bad) my_bad = bad;
                 b = bfull;
-            }
-            const int64_t bfullB = fastB ? BNB_MIN(bend, n / B) : b; /* whole blocks of B > 64 */
-            if (b < bfullB) {
-                const int64_t bad = blocksB(src, src_type, B, b, bfullB, L->four_bit, nf4, &qt, st + L->codes, absmax);
-                if (bad < my_bad) my_bad = bad;
-                b = bfullB;
             }
 #endif
             for (; b < bend; b++) {
