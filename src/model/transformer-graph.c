@@ -25,6 +25,9 @@ bnb_tensor *bnb_model_linear(bnb_context *ctx, const bnb_model *m, bnb_tensor *w
 void bnb_model_graph_release(bnb_model_graph *g) {
     if (!g) return;
     bnb_context_free(g->ctx); /* releases the graph's plan buffer too */
+    free(g->patch);
+    free(g->patch_base);
+    free(g->patch_step);
     if (g->inputs) bnb_buffer_free(g->inputs);
     memset(g, 0, sizeof *g);
 }
@@ -56,9 +59,11 @@ static bnb_tensor *v_view(bnb_context *ctx, const bnb_model *m, int64_t il, int6
  * the graph here, before anything that reads the cache. Prefill (mask NULL): k, v go to indices n_past + 1 .., the
  * reads cover indices 1 .. n_past + n with the causal softmax. Decode (mask [n_kv + 1]): k, v go to slot 0, the
  * reads cover slot 0 and indices 1 .. n_kv, the mask hides what the token must not see. */
-static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, int64_t il, const bnb_model_layer *L,
+static bnb_status attention(bnb_model *m, bnb_model_graph *pg, int64_t il, const bnb_model_layer *L,
                             bnb_tensor *h, bnb_tensor *pos, int64_t n, int64_t n_past, bnb_tensor *mask,
                             int64_t n_kv_dec, bnb_tensor **out) {
+    bnb_context *ctx = pg->ctx;
+    bnb_graph *gr = pg->graph;
     const bnb_model_config *c = &m->cfg;
     const int64_t hd = c->head_dim, nh = c->n_head, nkv = c->n_head_kv, n_kv = n_past + n;
     bnb_tensor *q, *k, *v;
@@ -97,13 +102,22 @@ static bnb_status attention(bnb_model *m, bnb_context *ctx, bnb_graph *gr, int64
     CHECK(k_dst && v_dst);
     bnb_tensor *k_w = bnb_cpy(ctx, k, k_dst), *v_w = bnb_cpy(ctx, v, v_dst);
     CHECK(k_w && v_w);
+    if (mask && pg->direct) { /* the write views and the copies: their offsets move with the position */
+        bnb_tensor *const moving[6] = {k_dst->src[0], k_dst, k_w, v_dst->src[0], v_dst, v_w};
+        for (int i = 0; i < 6; i++) {
+            pg->patch[pg->n_patch] = moving[i];
+            pg->patch_base[pg->n_patch] = moving[i]->view_offs;
+            pg->patch_step[pg->n_patch++] = i < 3 ? m->k_all->nb[1] : m->v_all->nb[0];
+        }
+    }
     bnb_status st = bnb_graph_build(gr, k_w);
     if (st == BNB_OK) st = bnb_graph_build(gr, v_w);
     if (st != BNB_OK) return st;
 
     /* reads of the cache: K [hd, kv, nkv], V^T [kv, hd, nkv] */
-    bnb_tensor *K = mask ? k_view(ctx, m, il, 0, n_kv_dec + 1) : k_view(ctx, m, il, 1, n_kv);
-    bnb_tensor *V = mask ? v_view(ctx, m, il, 0, n_kv_dec + 1) : v_view(ctx, m, il, 1, n_kv);
+    const int64_t r0 = mask && !pg->direct ? 0 : 1; /* decode reads n_kv_dec + 1 from slot 0 (direct: index 1) */
+    bnb_tensor *K = mask ? k_view(ctx, m, il, r0, n_kv_dec + 1) : k_view(ctx, m, il, 1, n_kv);
+    bnb_tensor *V = mask ? v_view(ctx, m, il, r0, n_kv_dec + 1) : v_view(ctx, m, il, 1, n_kv);
     bnb_tensor *Q = bnb_permute(ctx, q, 0, 2, 1, 3); /* [hd, n, nh] */
     CHECK(K && V && Q);
     bnb_tensor *kq = bnb_mul_mat(ctx, K, Q); /* [kv, n, nh] */
@@ -139,7 +153,7 @@ static bnb_status build_body(bnb_model *m, bnb_model_graph *g, int64_t n, int64_
         bnb_tensor *h = norm(ctx, m, x, L->attn_norm);
         CHECK(h);
         bnb_tensor *attn = NULL;
-        bnb_status st = attention(m, ctx, g->graph, il, L, h, g->pos, n, n_past, mask, n_kv_dec, &attn);
+        bnb_status st = attention(m, g, il, L, h, g->pos, n, n_past, mask, n_kv_dec, &attn);
         if (st != BNB_OK) return st;
         bnb_tensor *proj = bnb_model_linear(ctx, m, L->wo, attn);
         CHECK(proj);
@@ -213,6 +227,15 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     if (st != BNB_OK) return st;
     bnb_context *ctx = g->ctx;
     g->decode = true;
+    g->direct = bnb_backend_is_cpu(m->backend);
+    if (g->direct) {
+        const size_t np = (size_t)(6 * m->cfg.n_layer);
+        g->patch = malloc(np * sizeof *g->patch);
+        g->patch_base = malloc(np * sizeof *g->patch_base);
+        g->patch_step = malloc(np * sizeof *g->patch_step);
+        if (!g->patch || !g->patch_base || !g->patch_step)
+            return bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory");
+    }
     g->n_kv = n_kv;
     g->gran = gran;
     g->mask_base = BNB_MAX(0, n_kv - gran);
@@ -224,7 +247,9 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     {
         float *rows = malloc((size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
         if (!rows) return bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory");
-        for (int64_t j = 0; j <= gran; j++) /* slot 0 and indices 1 .. n_past are visible, n_past = base + j */
+        /* visible, for n_past = base + j: the first n_past + 1 of the n_kv + 1 read: slot 0 and indices 1 .. n_past
+         * (direct: indices 1 .. n_past + 1) */
+        for (int64_t j = 0; j <= gran; j++)
             for (int64_t i = 0; i <= n_kv; i++) rows[j * (n_kv + 1) + i] = i <= g->mask_base + j ? 0.f : -INFINITY;
         st = bnb_tensor_set(g->mask_rows, rows, 0, (size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
         free(rows);
@@ -239,6 +264,10 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     CHECK(mask);
     st = build_body(m, g, 1, n_kv, false, mask, n_kv);
     if (st != BNB_OK) return st;
+    if (g->direct) {
+        g->n = 1;
+        return BNB_OK;
+    }
 
     /* the commit graph: slot 0 of all layers -> index n_past + 1 (offsets set per token) */
     g->commit = bnb_graph_new(ctx, 16);
@@ -300,15 +329,19 @@ bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token
         return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [%lld, "
                         "%lld]", (long long)n_past, (long long)g->mask_base, (long long)g->n_kv);
     const int32_t io[3] = {token, (int32_t)n_past, (int32_t)(n_past - g->mask_base)};
+    for (int i = 0; i < g->n_patch; i++) /* direct: bnb_graph_compute re-derives the views' data */
+        g->patch[i]->view_offs = g->patch_base[i] + (size_t)(n_past + 1) * g->patch_step[i];
     bnb_status st = bnb_tensor_set(g->io, io, 0, sizeof io);
     if (g_prof.on) t1 = prof_now();
     if (st == BNB_OK) st = bnb_graph_compute(m->backend, g->graph);
     if (st != BNB_OK) return st;
     if (g_prof.on) t2 = prof_now();
+    if (g->direct) goto read;
     /* move the new key/value from slot 0 to index n_past + 1 (views: bnb_graph_compute re-derives their data) */
     g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)(n_past + 1) * m->k_all->nb[1];
     g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)(n_past + 1) * m->v_all->nb[0];
     st = bnb_graph_compute(m->backend, g->commit);
+read:
     if (g_prof.on) t3 = prof_now();
     if (st == BNB_OK) st = bnb_tensor_get_f32(g->logits, logits, bnb_nelements(g->logits));
     if (g_prof.on && st == BNB_OK) {

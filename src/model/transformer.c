@@ -348,7 +348,8 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         /* positions grow in buckets of gran: one graph (and one CUDA-graph capture) per bucket. The CPU pays for
          * every masked position, so it uses small buckets; the GPU hardly notices them but pays per capture. */
         const int64_t gran = BNB_MIN(m->n_ctx, bnb_backend_is_cpu(m->backend) ? 32 : 256);
-        const int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
+        int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
+        if (bnb_backend_is_cpu(m->backend)) want = BNB_MIN(want, m->n_ctx - 1); /* direct: reads 1 .. want + 1 */
         bnb_model_graph *d = &m->decoded;
         if (m->fused == 0) {
             bnb_model_graph_release(d); /* built without the fused weights */

@@ -34,6 +34,12 @@ typedef struct bnb_model_graph {
     int64_t n_kv, gran, mask_base;
     bnb_graph *commit;                      /* slot 0 -> index n_past + 1 of every layer's K and V */
     bnb_tensor *k_dst, *v_dst, *k_cpy, *v_cpy; /* their view offsets are set per token */
+    /* direct (CPU: nothing to capture): the layers' K/V writes go straight to index n_past + 1 (their view offsets
+     * are moved per token, base + (n_past + 1) * step) and there is no commit; the mask hides slot 0 instead */
+    bool direct;
+    int n_patch;
+    bnb_tensor **patch;
+    size_t *patch_base, *patch_step;
 } bnb_model_graph;
 
 struct bnb_model {
