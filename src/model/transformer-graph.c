@@ -71,8 +71,14 @@ static bnb_status attention(bnb_model *m, bnb_model_graph *pg, int64_t il, const
         bnb_tensor *qkv = bnb_model_linear(ctx, m, L->w_qkv, h);
         CHECK(qkv);
         const size_t e = sizeof(float);
-        q = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nh, 1}, (const size_t[]){e, hd * e, nh * hd * e}, 0);
-        k = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nkv, 1}, (const size_t[]){e, hd * e, nkv * hd * e},
+        /* q and k heads are adjacent: one rotation for both */
+        bnb_tensor *qk = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nh + nkv, 1},
+                                  (const size_t[]){e, hd * e, (nh + nkv) * hd * e}, 0);
+        CHECK(qk);
+        qk = bnb_rope(ctx, qk, pos, (int)hd, c->rope_mode, c->rope_base);
+        CHECK(qk);
+        q = bnb_view(ctx, qk, 3, (const int64_t[]){hd, nh, 1}, (const size_t[]){e, hd * e, nh * hd * e}, 0);
+        k = bnb_view(ctx, qk, 3, (const int64_t[]){hd, nkv, 1}, (const size_t[]){e, hd * e, nkv * hd * e},
                      (size_t)(nh * hd) * e);
         v = bnb_view(ctx, qkv, 3, (const int64_t[]){hd, nkv, 1}, (const size_t[]){e, hd * e, nkv * hd * e},
                      (size_t)((nh + nkv) * hd) * e);
@@ -86,10 +92,10 @@ static bnb_status attention(bnb_model *m, bnb_model_graph *pg, int64_t il, const
         k = bnb_reshape_3d(ctx, k, hd, nkv, n);
         v = bnb_reshape_3d(ctx, v, hd, nkv, n);
         CHECK(q && k && v);
+        q = bnb_rope(ctx, q, pos, (int)hd, c->rope_mode, c->rope_base);
+        k = bnb_rope(ctx, k, pos, (int)hd, c->rope_mode, c->rope_base);
+        CHECK(q && k);
     }
-    q = bnb_rope(ctx, q, pos, (int)hd, c->rope_mode, c->rope_base);
-    k = bnb_rope(ctx, k, pos, (int)hd, c->rope_mode, c->rope_base);
-    CHECK(q && k);
 
     const int64_t w_index = mask ? 0 : n_past + 1;
     /* k -> K rows w_index.. seen as [hd, nkv, n] */
