@@ -15,7 +15,8 @@ extern "C" {
 #define THREADS 256
 #define CHUNK32 4096       /* elements per CTA, 32-bit states (16 per thread) */
 #define Q_PER 16           /* 8-bit: consecutive elements per thread (one 16-byte load of codes per state) */
-#define CHUNK8 (THREADS * Q_PER) /* 4096 elements = 16 blocks of 256 per CTA, 16 threads per block */
+#define CHUNK8 (THREADS * Q_PER) /* 4096 elements = 16 blocks of 256 per chunk, 16 threads per block */
+#define R8 4               /* 8-bit: chunks per CTA (the map tables are built once per CTA) */
 #define ROWS_PER_CTA (THREADS / 32) /* sparse rows: a warp per row */
 #define HY_UNORM 10        /* hyper slots used as LAMB/LARS norm accumulators */
 #define HY_PNORM 11
@@ -256,72 +257,159 @@ __device__ __forceinline__ opt8_dev opt8_parts(void *base, int64_t n) {
     return {b, (float *)(b + bnb_opt8_absmax_offset(n)), (const float *)(b + bnb_opt8_map_offset(n))};
 }
 
-/* A state map in shared memory: sorted (dequantize) and as an implicit search tree (Eytzinger order: node k's
- * children are 2k and 2k+1, tree[1..255] = map[0..254]). Nodes of one tree level are adjacent, so a warp's lookups
- * at a level spread over the banks instead of piling on one (the sorted array's pivots at a level are all 31 mod 32). */
-struct qmap_sh {
-    float tree[256];
-    float map[256];
-};
+/* Re-quantization: the nearest code of y = v / absmax (bnb_optim_quantize_code) from a table, not a search.
+ * For a sorted finite map, the code before the sign rule is a nondecreasing step function of y: code0(y) = number of
+ * thresholds T[k] < y (k = 0..254), T[k] = the largest float t in [map[k], map[k+1]] with (t - map[k]) <=
+ * (map[k+1] - t), the CPU's tie rule evaluated in f32 (a monotone predicate, so T[k] is well defined and found exactly
+ * by a midpoint guess checked against its neighbour, or a bisection over the float ordering). Buckets by the bits of y
+ * (sign, 23 binades below 1 with 2^QF_M buckets each, one centre bucket for |y| < 2^-23 and +-0, one outer bucket each
+ * side for everything else, NaN included) hold a = number of thresholds below the bucket and h = number inside; if
+ * h <= 2 the code is a + (T[a] < y) + (T[a+1] < y) (one 8-byte load), else (outer buckets, crowded buckets) a
+ * 8-step search over T. Maps that are not sorted and finite take bnb_optim_quantize_code itself.
+ * The block between BEGIN-QF and END-QF is also compiled as C by the host check (exhaustive comparisons against
+ * bnb_optim_quantize_code), so it uses only QF_HD functions and plain f32 subtractions (no products to contract). */
+#define QF_HD __host__ __device__ __forceinline__
+/* BEGIN-QF */
+#define QF_M 6                           /* mantissa bits per bucket */
+#define QF_E 23                          /* binades below 1 with their own buckets */
+#define QF_KMAX ((QF_E << QF_M) + 1)     /* magnitude key of 1.0 */
+#define QF_C (QF_KMAX + 1)               /* index of the centre bucket */
+#define QF_NB (2 * QF_C + 1)             /* bucket count; 0 and QF_NB - 1 are the outer buckets */
+#define QF_K 2                           /* thresholds a bucket may hold for the table path */
+#define QF_SEG ((QF_NB + 255) / 256)     /* buckets per thread in the table build */
 
-/* Loads map into s (all THREADS threads); returns nothing, the caller syncs. */
-__device__ __forceinline__ void qmap_load(qmap_sh &s, const float *map) {
-    int k = threadIdx.x;
-    s.map[k] = map[k];
-    if (k >= 1) {
-        int lvl = 31 - __clz(k);
-        s.tree[k] = map[((2 * (k - (1 << lvl)) + 1) << (7 - lvl)) - 1]; /* in-order position of node k */
+QF_HD uint32_t qf_f2u(float x) {
+    union { float f; uint32_t u; } c;
+    c.f = x;
+    return c.u;
+}
+QF_HD float qf_u2f(uint32_t u) {
+    union { float f; uint32_t u; } c;
+    c.u = u;
+    return c.f;
+}
+/* Order-preserving key of a float (-0 just below +0). */
+QF_HD uint32_t qf_key(float x) {
+    uint32_t u = qf_f2u(x);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+QF_HD float qf_unkey(uint32_t k) { return qf_u2f((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k); }
+QF_HD int qf_pred(float t, float lo, float hi) { return (t - lo) <= (hi - t); }
+
+/* Largest float t in [lo, hi] with qf_pred (lo <= hi, both finite: qf_pred(lo) holds). */
+QF_HD float qf_threshold(float lo, float hi) {
+    if (qf_pred(hi, lo, hi)) return hi;
+    float t = (float)(((double)lo + (double)hi) * 0.5);
+    if (!(t >= lo && t <= hi)) t = lo;
+    for (int s = 0; s < 6; s++) {
+        if (!qf_pred(t, lo, hi)) {
+            t = qf_unkey(qf_key(t) - 1u);
+            continue;
+        }
+        float u = qf_unkey(qf_key(t) + 1u);
+        if (!qf_pred(u, lo, hi)) return t;
+        t = u;
     }
+    uint32_t a = qf_key(lo), b = qf_key(hi); /* pred at a, not at b */
+    while (b - a > 1u) {
+        uint32_t m = a + (b - a) / 2u;
+        if (qf_pred(qf_unkey(m), lo, hi)) a = m;
+        else b = m;
+    }
+    return qf_unkey(a);
 }
 
-/* Nearest code with the sign rule, for QG values at once: the same result as bnb_optim_quantize_code (optim-impl.h).
- * The descent finds the lower bound i (count of map[0..254] < y) and keeps the last nodes passed on the right
- * (map[i-1]) and on the left (map[i]); with zneg = count of negative map values, "map[c] < 0" is c < zneg (the map
- * is sorted). Levels run outside the values, so a thread has QG independent lookups in flight per level; the first
- * two levels (3 nodes) come from registers. */
-#define QG 8
-struct qtop {
-    float t1, t2, t3, m0, m255;
-    int zneg;
+/* Bucket of y: nondecreasing in y's value (+-0 and |y| < 2^-24 share the centre one). */
+QF_HD int qf_bucket(float y) {
+    uint32_t u = qf_f2u(y);
+    int k = (int)((u & 0x7fffffffu) >> (23 - QF_M)) - ((127 - QF_E) << QF_M) + 1;
+    k = k < 0 ? 0 : (k > QF_KMAX + 1 ? QF_KMAX + 1 : k);
+    return (u >> 31) ? QF_C - k : QF_C + k;
+}
+
+/* Number of T[0..254] < y (T sorted; the whole code0 for any y, NaN included: 0). */
+QF_HD int qf_search(const float *T, int stride, float y) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += T[stride * (i + step - 1)] < y ? step : 0;
+    return i;
+}
+
+/* The sign rule of bnb_optim_quantize_code for a sorted map with zneg negative values. */
+QF_HD int qf_sign_rule(int c, float value, int zneg) {
+    int c0 = c;
+    c -= (value < 0.0f && c == zneg && zneg > 0) ? 1 : 0;
+    c += (value > 0.0f && c0 < zneg && c < 255) ? 1 : 0;
+    return c;
+}
+/* END-QF */
+
+/* A state map in shared memory: the sorted values (dequantize), the thresholds as pairs (T[a], T[a+1]) and the
+ * bucket table (a | h << 8). */
+struct qmap_sh {
+    float map[256];
+    float2 T2[256];
+    int tab[QF_SEG * 256];
 };
-__device__ __forceinline__ void quant_codes(const qmap_sh &s, const qtop &q, const float *y, const float *value,
-                                            uint32_t &w0, uint32_t &w1) {
-    int k[QG];
-    float lov[QG], hiv[QG];
+#define QG 8 /* values re-quantized together (two halves of a thread's 16) */
+
+/* Sets up nm (1 or 2) maps (wsum: 16 ints of shared memory): all THREADS threads call it. Returns whether the maps are sorted and finite (else the
+ * tables are not built and the callers use bnb_optim_quantize_code); zneg[q]: count of negative values. */
+template <int nm> __device__ __forceinline__ bool qmap_setup(qmap_sh *s, const float *const *map, int *zneg, int *wsum) {
+    const int k = threadIdx.x;
+    bool ok = true;
+    for (int q = 0; q < nm; q++) {
+        float m = map[q][k];
+        s[q].map[k] = m;
+        ok = ok && finite_f(m);
 #pragma unroll
-    for (int j = 0; j < QG; j++) {
-        bool r = q.t1 < y[j];
-        float t = r ? q.t3 : q.t2;
-        lov[j] = r ? q.t1 : q.m0;
-        hiv[j] = r ? q.m255 : q.t1;
-        bool r2 = t < y[j];
-        k[j] = 4 + (r ? 2 : 0) + (r2 ? 1 : 0);
-        lov[j] = r2 ? t : lov[j];
-        hiv[j] = r2 ? hiv[j] : t;
+        for (int j = 0; j < QF_SEG; j++) s[q].tab[QF_SEG * k + j] = 0;
     }
+    __syncthreads();
+    for (int q = 0; q < nm; q++) ok = ok && (k == 255 || s[q].map[k] <= s[q].map[k + 1]);
+    const bool fast = __syncthreads_and(ok);
+    for (int q = 0; q < nm; q++) zneg[q] = __syncthreads_count(s[q].map[k] < 0.f);
+    if (!fast) return false;
+    const float inf = __int_as_float(0x7f800000);
+    for (int q = 0; q < nm; q++) {
+        float T = k < 255 ? qf_threshold(s[q].map[k], s[q].map[k + 1]) : inf;
+        s[q].T2[k].x = T;
+        if (k > 0) s[q].T2[k - 1].y = T;
+        if (k == 255) s[q].T2[255].y = inf;
+        if (k < 255) atomicAdd(&s[q].tab[qf_bucket(T)], 1);
+    }
+    __syncthreads();
+    /* exclusive scan of the counts: QF_SEG consecutive buckets per thread, then across threads */
+    const int lane = k & 31, warp = k >> 5;
+    int h[nm][QF_SEG], tot[nm];
+    for (int q = 0; q < nm; q++) {
+        tot[q] = 0;
 #pragma unroll
-    for (int l = 2; l < 8; l++) {
+        for (int j = 0; j < QF_SEG; j++) h[q][j] = s[q].tab[QF_SEG * k + j], tot[q] += h[q][j];
+        int x = tot[q];
 #pragma unroll
-        for (int j = 0; j < QG; j++) {
-            float t = s.tree[k[j]];
-            bool right = t < y[j];
-            k[j] = 2 * k[j] + (right ? 1 : 0);
-            lov[j] = right ? t : lov[j];
-            hiv[j] = right ? hiv[j] : t;
+        for (int o = 1; o < 32; o <<= 1) {
+            int y = __shfl_up_sync(0xffffffffu, x, o);
+            x += lane >= o ? y : 0;
+        }
+        if (lane == 31) wsum[q * 8 + warp] = x;
+        tot[q] = x - tot[q]; /* exclusive within the warp */
+    }
+    __syncthreads();
+    for (int q = 0; q < nm; q++) {
+        int a = tot[q];
+        for (int w = 0; w < warp; w++) a += wsum[q * 8 + w];
+#pragma unroll
+        for (int j = 0; j < QF_SEG; j++) {
+            int b = QF_SEG * k + j, hh = h[q][j] > 255 ? 255 : h[q][j];
+            if (b == 0 || b >= QF_NB - 1) hh = 255; /* outer buckets: always the search */
+            s[q].tab[b] = a | hh << 8;
+            a += h[q][j];
         }
     }
-    w0 = w1 = 0;
-#pragma unroll
-    for (int j = 0; j < QG; j++) {
-        int i = k[j] - 256, lo = i > 0 ? i - 1 : 0;
-        int c = (SUB(y[j], lov[j]) <= SUB(hiv[j], y[j])) ? lo : i;
-        int c0 = c;
-        c -= (value[j] < 0.0f && c == q.zneg && q.zneg > 0) ? 1 : 0;
-        c += (value[j] > 0.0f && c0 < q.zneg && c < 255) ? 1 : 0;
-        if (j < 4) w0 |= (uint32_t)c << (8 * j);
-        else w1 |= (uint32_t)c << (8 * (j - 4));
-    }
+    __syncthreads();
+    return true;
 }
+
 
 /* Loads Q_PER values of type T at i (cnt valid) as floats; vec: one or more 16-byte loads. */
 __device__ __forceinline__ void ld16(const float *x, int64_t i, int cnt, bool vec, float *o) {
@@ -398,9 +486,10 @@ __device__ __forceinline__ void deq16(const qmap_sh &s, uint4 cv, float am, floa
     for (int k = 0; k < Q_PER; k++) o[k] = MUL(s.map[code_at(cv, k)], am);
 }
 
-/* New absmax of the 256-block (16 lanes), then the codes; all 32 lanes of the warp call it. */
-__device__ __forceinline__ void req16(const qmap_sh &s, const qtop &q, const float *vals, int cnt, uint8_t *codes,
-                                      float *absmax, int64_t i, int64_t blk, bool vec) {
+/* New absmax of the 256-block (16 lanes), then the codes; all 32 lanes of the warp call it. fast: the map's tables
+ * are built (sorted finite map), zneg: its count of negative values. */
+__device__ __forceinline__ void req16(const qmap_sh &s, bool fast, int zneg, const float *vals, int cnt,
+                                      uint8_t *codes, float *absmax, int64_t i, int64_t blk, bool vec) {
     float am = 0.f;
 #pragma unroll
     for (int k = 0; k < Q_PER; k++) am = fmaxf(am, fabsf(vals[k])); /* padding lanes hold 0 */
@@ -408,21 +497,53 @@ __device__ __forceinline__ void req16(const qmap_sh &s, const qtop &q, const flo
     for (int o = 8; o > 0; o >>= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
     if (cnt <= 0) return;
     if ((threadIdx.x & 15) == 0) absmax[blk] = am;
-    uint32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+    /* y = v / am, correctly rounded, from the correctly rounded reciprocal and one residual step (exact for am and v
+     * in [2^-90, 2^90] with |v| <= am: Markstein; 4e8 random and edge-mantissa pairs checked on the host); other
+     * values take the IEEE division. */
+    const bool rq = am >= 0x1p-90f && am <= 0x1p90f;
+    const float r = __frcp_rn(rq ? am : 1.f);
+    uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll 1
-    for (int h = 0; h < 2; h++) { /* one copy of the search code for both halves (instruction cache) */
-        float y[QG], v[QG];
+    for (int half = 0; half < 2; half++) { /* one copy of the code for both halves (registers, instruction cache) */
+        float v[QG], y[QG];
+        int c[QG];
 #pragma unroll
-        for (int j = 0; j < QG; j++) {
-            v[j] = h ? vals[QG + j] : vals[j];
-            y[j] = am > 0.f ? v[j] / am : 0.f;
+        for (int k = 0; k < QG; k++) {
+            v[k] = half ? vals[QG + k] : vals[k];
+            float q = __fmul_rn(v[k], r);
+            y[k] = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
+            if (!(rq && fabsf(v[k]) >= 0x1p-90f)) y[k] = am > 0.f ? v[k] / am : 0.f;
         }
-        uint32_t a, c;
-        quant_codes(s, q, y, v, a, c);
-        if (h) w2 = a, w3 = c;
-        else w0 = a, w1 = c;
+        if (fast) {
+            int e[QG];
+            bool slow = false;
+#pragma unroll
+            for (int k = 0; k < QG; k++) e[k] = s.tab[qf_bucket(y[k])];
+#pragma unroll
+            for (int k = 0; k < QG; k++) {
+                int a = e[k] & 255;
+                float2 t = s.T2[a];
+                c[k] = a + (t.x < y[k] ? 1 : 0) + (t.y < y[k] ? 1 : 0);
+                slow = slow || e[k] > (QF_K << 8 | 255);
+            }
+            if (slow) { /* rare for the dynamic maps: all QG values take the search */
+#pragma unroll
+                for (int k = 0; k < QG; k++)
+                    if (e[k] > (QF_K << 8 | 255)) c[k] = qf_search(&s.T2[0].x, 2, y[k]);
+            }
+#pragma unroll
+            for (int k = 0; k < QG; k++) c[k] = qf_sign_rule(c[k], v[k], zneg);
+        } else {
+#pragma unroll
+            for (int k = 0; k < QG; k++) c[k] = bnb_optim_quantize_code(s.map, y[k], v[k]);
+        }
+        uint32_t lo = 0, hi = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) lo |= (uint32_t)c[k] << (8 * k), hi |= (uint32_t)c[4 + k] << (8 * k);
+        if (half) w[2] = lo, w[3] = hi;
+        else w[0] = lo, w[1] = hi;
     }
-    uint4 cv = make_uint4(w0, w1, w2, w3);
+    uint4 cv = make_uint4(w[0], w[1], w[2], w[3]);
     if (vec && cnt == Q_PER) *(uint4 *)(codes + i) = cv;
     else {
 #pragma unroll
@@ -431,75 +552,75 @@ __device__ __forceinline__ void req16(const qmap_sh &s, const qtop &q, const flo
     }
 }
 
-__device__ __forceinline__ qtop qtop_of(const qmap_sh &s, int zneg) {
-    return {s.tree[1], s.tree[2], s.tree[3], s.map[0], s.map[255], zneg};
-}
-
-/* One pass: each thread loads its 16 elements (param, grad, codes of each state: 16-byte loads), the CTA loads the
- * state maps meanwhile, then update in f32 and re-quantize; 16 threads share a 256-element block's absmax. */
+/* A CTA sets up the state maps (tables) once, then updates R8 chunks of CHUNK8 elements of its tensor. Per chunk each
+ * thread loads its 16 elements (param, grad, codes of each state: 16-byte loads), updates them in f32 and
+ * re-quantizes; 16 threads share a 256-element block's absmax. No barrier inside the chunk loop, so the warps drift
+ * apart and one warp's loads overlap another's arithmetic. */
 /* OT: the optimizer type as a compile-time constant (specialised kernels: one update body, small code), or -1 (any
  * type, switch at run time). */
 template <typename PT, typename GT, int CAP, int OT>
 __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int vec) {
-    __shared__ qmap_sh sm1, sm2;
+    __shared__ qmap_sh sm[2];
+    __shared__ int wsum[16];
     const upd_tensor &t = b.t[tensor_of(b)];
     const int type = OT >= 0 ? OT : b.type;
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t n1 = three ? 2 * (int64_t)t.npad : t.n;
     opt8_dev q1 = opt8_parts(t.s1, n1), q2 = two ? opt8_parts(t.s2, t.n) : q1;
-    int64_t i = (int64_t)(blockIdx.x - t.blk0) * CHUNK8 + (int64_t)threadIdx.x * Q_PER;
-    int cnt = (int)max((int64_t)0, min((int64_t)Q_PER, (int64_t)t.n - i));
-    int64_t blk = i / BNB_OPTIM_BLOCK, blk3 = t.npad / BNB_OPTIM_BLOCK + blk;
+    const float *maps[2] = {q1.map, q2.map};
+    int zn[2] = {0, 0};
+    const bool fast = two ? qmap_setup<2>(sm, maps, zn, wsum) : qmap_setup<1>(sm, maps, zn, wsum);
+    dev_hp h = read_hp(b, t);
     PT *P = (PT *)t.p;
     const GT *G = (const GT *)t.g;
-    /* global loads first, so they are in flight while the maps are set up */
-    float p[Q_PER], g[Q_PER], s1[Q_PER], s2[Q_PER], s3[Q_PER];
-    uint4 c1 = make_uint4(0, 0, 0, 0), c2 = c1, c3 = c1;
-    float am1 = 0.f, am2 = 0.f, am3 = 0.f;
-    if (cnt > 0) {
-        ld16(G, i, cnt, vec, g);
-        ld16(P, i, cnt, vec, p);
-        c1 = ld_codes(q1.codes, i, cnt, vec);
-        am1 = q1.absmax[blk];
-        if (two) c2 = ld_codes(q2.codes, i, cnt, vec), am2 = q2.absmax[blk];
-        if (three) c3 = ld_codes(q1.codes, t.npad + i, cnt, vec), am3 = q1.absmax[blk3];
-    }
-    qmap_load(sm1, q1.map);
-    if (two) qmap_load(sm2, q2.map);
-    int z1 = __syncthreads_count(sm1.map[threadIdx.x] < 0.f);
-    int z2 = two ? __syncthreads_count(sm2.map[threadIdx.x] < 0.f) : 0;
-    dev_hp h = read_hp(b, t);
-    deq16(sm1, c1, am1, s1);
-    if (two) deq16(sm2, c2, am2, s2);
-    if (three) deq16(sm1, c3, am3, s3);
-#pragma unroll
-    for (int k = 0; k < Q_PER; k++) {
-        if (k >= cnt) {
-            s1[k] = s2[k] = s3[k] = 0.f;
-            continue;
-        }
-        float gk = MUL(g[k], h.gscale);
-        if (h.skip_zeros && gk == 0.f) continue;
-        if (!finite_f(gk)) {
-            s1[k] = s2[k] = s3[k] = 0.f;
-            continue;
-        }
-        float x = s1[k], y = two ? s2[k] : 0.f, z = three ? s3[k] : 0.f;
-        elem_update_t(h, type, gk, p[k], x, y, z);
-        s1[k] = x, s2[k] = y, s3[k] = z;
-    }
-    if (cnt > 0) st16(P, i, cnt, vec, p);
-    /* re-quantize state by state through one copy of the code: s1 (map 1), AdEMAMix m2 (map 1, at npad), s2 (map 2) */
-    const int nq = three ? 3 : two ? 2 : 1;
+    const int64_t base = (int64_t)(blockIdx.x - t.blk0) * (CHUNK8 * R8);
 #pragma unroll 1
-    for (int st = 0; st < nq; st++) {
-        const bool m2 = three && st == 1, use2 = st == nq - 1 && st > 0;
-        float v[Q_PER];
+    for (int r = 0; r < R8 && base + r * CHUNK8 < t.n; r++) { /* CTA-uniform: req16's shuffles need whole warps */
+        int64_t i = base + r * CHUNK8 + (int64_t)threadIdx.x * Q_PER;
+        int cnt = (int)max((int64_t)0, min((int64_t)Q_PER, (int64_t)t.n - i));
+        int64_t blk = i / BNB_OPTIM_BLOCK, blk3 = t.npad / BNB_OPTIM_BLOCK + blk;
+        float p[Q_PER], g[Q_PER], s1[Q_PER], s2[Q_PER], s3[Q_PER];
+        uint4 c1 = make_uint4(0, 0, 0, 0), c2 = c1, c3 = c1;
+        float am1 = 0.f, am2 = 0.f, am3 = 0.f;
+        if (cnt > 0) {
+            ld16(G, i, cnt, vec, g);
+            ld16(P, i, cnt, vec, p);
+            c1 = ld_codes(q1.codes, i, cnt, vec);
+            am1 = q1.absmax[blk];
+            if (two) c2 = ld_codes(q2.codes, i, cnt, vec), am2 = q2.absmax[blk];
+            if (three) c3 = ld_codes(q1.codes, t.npad + i, cnt, vec), am3 = q1.absmax[blk3];
+        }
+        deq16(sm[0], c1, am1, s1);
+        if (two) deq16(sm[1], c2, am2, s2);
+        if (three) deq16(sm[0], c3, am3, s3);
 #pragma unroll
-        for (int k = 0; k < Q_PER; k++) v[k] = st == 0 ? s1[k] : m2 ? s3[k] : s2[k];
-        const qmap_sh &sm = use2 ? sm2 : sm1;
-        req16(sm, qtop_of(sm, use2 ? z2 : z1), v, cnt, use2 ? q2.codes : m2 ? q1.codes + t.npad : q1.codes,
-              use2 ? q2.absmax : q1.absmax, i, m2 ? blk3 : blk, vec);
+        for (int k = 0; k < Q_PER; k++) {
+            if (k >= cnt) {
+                s1[k] = s2[k] = s3[k] = 0.f;
+                continue;
+            }
+            float gk = MUL(g[k], h.gscale);
+            if (h.skip_zeros && gk == 0.f) continue;
+            if (!finite_f(gk)) {
+                s1[k] = s2[k] = s3[k] = 0.f;
+                continue;
+            }
+            float x = s1[k], y = two ? s2[k] : 0.f, z = three ? s3[k] : 0.f;
+            elem_update_t(h, type, gk, p[k], x, y, z);
+            s1[k] = x, s2[k] = y, s3[k] = z;
+        }
+        if (cnt > 0) st16(P, i, cnt, vec, p);
+        /* re-quantize state by state through one copy of the code: s1 (map 1), AdEMAMix m2 (map 1, at npad), s2 (map 2) */
+        const int nq = three ? 3 : two ? 2 : 1;
+#pragma unroll 1
+        for (int st = 0; st < nq; st++) {
+            const bool m2 = three && st == 1, use2 = st == nq - 1 && st > 0;
+            float v[Q_PER];
+#pragma unroll
+            for (int k = 0; k < Q_PER; k++) v[k] = st == 0 ? s1[k] : m2 ? s3[k] : s2[k];
+            req16(sm[use2 ? 1 : 0], fast, zn[use2 ? 1 : 0], v, cnt, use2 ? q2.codes : m2 ? q1.codes + t.npad : q1.codes,
+                  use2 ? q2.absmax : q1.absmax, i, m2 ? blk3 : blk, vec);
+        }
     }
 }
 
@@ -612,7 +733,7 @@ template <int CAP> static bnb_status launch_batch(bnb_cuda_ctx *c, bnb_tensor *c
         t.row = (int32_t)BNB_MAX((int64_t)1, nd->src[0]->ne[0]);
         t.blk0 = (int32_t)blocks;
         if (rows) blocks += (t.n / t.row + ROWS_PER_CTA - 1) / ROWS_PER_CTA;
-        else blocks += (t.n + (bits == 8 ? CHUNK8 : CHUNK32) - 1) / (bits == 8 ? CHUNK8 : CHUNK32);
+        else blocks += (t.n + (bits == 8 ? CHUNK8 * R8 : CHUNK32) - 1) / (bits == 8 ? CHUNK8 * R8 : CHUNK32);
         vec = vec && bnb_cu_aligned16(t.p) && bnb_cu_aligned16(t.g) && bnb_cu_aligned16(t.s1) &&
               (!t.s2 || bnb_cu_aligned16(t.s2)) && (bits == 8 || t.n % 4 == 0);
     }
