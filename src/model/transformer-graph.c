@@ -233,7 +233,7 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     if (st != BNB_OK) return st;
     bnb_context *ctx = g->ctx;
     g->decode = true;
-    g->direct = bnb_backend_is_cpu(m->backend);
+    g->direct = m->decode_direct;
     if (g->direct) {
         const size_t np = (size_t)(6 * m->cfg.n_layer);
         g->patch = malloc(np * sizeof *g->patch);
@@ -325,12 +325,24 @@ void bnb_model_decode_profile_report(void) {
     g_prof.n = 0;
 }
 
+bnb_status bnb_model_decode_flush(bnb_model *m, bnb_model_graph *g) {
+    if (!g->graph || !g->commit || g->pending <= 0) return BNB_OK;
+    const double t0 = g_prof.on == 1 ? prof_now() : 0;
+    /* move the new key/value from slot 0 to its index (views: bnb_graph_compute re-derives their data) */
+    g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)g->pending * m->k_all->nb[1];
+    g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)g->pending * m->v_all->nb[0];
+    g->pending = 0;
+    bnb_status st = bnb_graph_compute(m->backend, g->commit);
+    if (g_prof.on == 1) g_prof.commit += prof_now() - t0;
+    return st;
+}
+
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits) {
     if (g_prof.on < 0) {
         const char *env = getenv("BNB_DECODE_PROFILE");
         g_prof.on = env && strcmp(env, "1") == 0;
     }
-    double t0 = g_prof.on ? prof_now() : 0, t1 = 0, t2 = 0, t3 = 0;
+    double t0 = g_prof.on ? prof_now() : 0, t1 = 0, t3 = 0;
     if (!g->decode || n_past > g->n_kv || n_past < g->mask_base || n_past + 1 > m->n_ctx)
         return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [%lld, "
                         "%lld]", (long long)n_past, (long long)g->mask_base, (long long)g->n_kv);
@@ -341,17 +353,11 @@ bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token
     if (g_prof.on) t1 = prof_now();
     if (st == BNB_OK) st = bnb_graph_compute(m->backend, g->graph);
     if (st != BNB_OK) return st;
-    if (g_prof.on) t2 = prof_now();
-    if (g->direct) goto read;
-    /* move the new key/value from slot 0 to index n_past + 1 (views: bnb_graph_compute re-derives their data) */
-    g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)(n_past + 1) * m->k_all->nb[1];
-    g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)(n_past + 1) * m->v_all->nb[0];
-    st = bnb_graph_compute(m->backend, g->commit);
-read:
+    if (!g->direct) g->pending = n_past + 1; /* slot 0 -> index n_past + 1, at the start of the next eval */
     if (g_prof.on) t3 = prof_now();
     if (st == BNB_OK) st = bnb_tensor_get_f32(g->logits, logits, bnb_nelements(g->logits));
     if (g_prof.on && st == BNB_OK) {
-        g_prof.io += t1 - t0, g_prof.graph += t2 - t1, g_prof.commit += t3 - t2, g_prof.read += prof_now() - t3;
+        g_prof.io += t1 - t0, g_prof.graph += t3 - t1, g_prof.read += prof_now() - t3;
         g_prof.n++;
         g_prof.fused = m->fused;
 #ifdef BNB_HAVE_CUDA

@@ -210,6 +210,7 @@ bnb_status bnb_model_set_weight(bnb_model *m, const char *name, bnb_type src_typ
         return bnb_fail(BNB_ERR_TYPE, "bnb_model_set_weight: %s: source type %s is not f32/f16/bf16", name,
                         bnb_type_name(src_type));
     bnb_model_graph_release(&m->cached);
+    bnb_model_decode_flush(m, &m->decoded);
     bnb_model_graph_release(&m->decoded);
     bnb_model_unfuse_weights(m); /* made again from the new weights at the next one-token eval */
     if (t->type == BNB_TYPE_I8_ROW) return bnb_int8_set_from(t, src_type, src, n);
@@ -340,16 +341,23 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
             return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: token %d at %lld is outside the vocabulary "
                             "[0, %lld)", tokens[i], (long long)i, (long long)m->cfg.n_vocab);
+    bnb_status fst = bnb_model_decode_flush(m, &m->decoded); /* the last decoded token's K/V into the cache */
+    if (fst != BNB_OK) {
+        bnb_model_graph_release(&m->decoded);
+        return fst;
+    }
     if (m->decode_graphs < 0) {
         const char *env = getenv("BNB_DECODE_GRAPH");
         m->decode_graphs = !(env && strcmp(env, "0") == 0);
+        env = getenv("BNB_DECODE_DIRECT");
+        m->decode_direct = bnb_backend_is_cpu(m->backend) && !(env && strcmp(env, "0") == 0);
     }
     if (n == 1 && m->decode_graphs) {
         /* positions grow in buckets of gran: one graph (and one CUDA-graph capture) per bucket. The CPU pays for
          * every masked position, so it uses small buckets; the GPU hardly notices them but pays per capture. */
         const int64_t gran = BNB_MIN(m->n_ctx, bnb_backend_is_cpu(m->backend) ? 32 : 256);
         int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
-        if (bnb_backend_is_cpu(m->backend)) want = BNB_MIN(want, m->n_ctx - 1); /* direct: reads 1 .. want + 1 */
+        if (m->decode_direct) want = BNB_MIN(want, m->n_ctx - 1); /* direct: reads 1 .. want + 1 */
         bnb_model_graph *d = &m->decoded;
         if (m->fused == 0) {
             bnb_model_graph_release(d); /* built without the fused weights */

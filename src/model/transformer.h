@@ -34,6 +34,8 @@ typedef struct bnb_model_graph {
     int64_t n_kv, gran, mask_base;
     bnb_graph *commit;                      /* slot 0 -> index n_past + 1 of every layer's K and V */
     bnb_tensor *k_dst, *v_dst, *k_cpy, *v_cpy; /* their view offsets are set per token */
+    int64_t pending; /* > 0: the commit to this index is due (run at the start of the next eval: its launches then
+                      * overlap the host's preparation of that eval instead of delaying the logits) */
     /* direct (CPU: nothing to capture): the layers' K/V writes go straight to index n_past + 1 (their view offsets
      * are moved per token, base + (n_past + 1) * step) and there is no commit; the mask hides slot 0 instead */
     bool direct;
@@ -64,6 +66,7 @@ struct bnb_model {
     bnb_model_graph cached;  /* prefill (n > 1), or every eval when decode graphs are off */
     bnb_model_graph decoded; /* one-token evals */
     int decode_graphs;       /* -1 unknown, 0 off (BNB_DECODE_GRAPH=0: rebuild per token, for comparisons), 1 on */
+    bool decode_direct;      /* CPU (BNB_DECODE_DIRECT=0: the slot + commit scheme of the GPU, for tests) */
     int fused;               /* 0 not tried, 1 layers[].w_qkv / w_gu made, -1 not made (BNB_DECODE_FUSE=0, nf4) */
     bnb_context *fctx;       /* the fused weights */
     bnb_buffer *fbuf;
@@ -81,6 +84,8 @@ bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool a
 bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran, bnb_model_graph *g);
 /* One token through a decode graph at n_past (n_past <= g->n_kv, n_past >= g->mask_base); logits out. */
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits);
+/* Run the decode graph's due commit, if any (before anything else reads or writes the cache). */
+bnb_status bnb_model_decode_flush(bnb_model *m, bnb_model_graph *g);
 void bnb_model_graph_release(bnb_model_graph *g);
 /* Make layers[].w_qkv / w_gu (F32, F16, I8_ROW weights); m->fused says whether they exist. */
 bnb_status bnb_model_fuse_weights(bnb_model *m);
