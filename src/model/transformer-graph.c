@@ -149,10 +149,10 @@ static bnb_status attention(bnb_model *m, bnb_model_graph *pg, int64_t il, const
 
 /* The layers and the head on top of g->tokens / g->pos (mask: decode, see attention()). */
 static bnb_status build_body(bnb_model *m, bnb_model_graph *g, int64_t n, int64_t n_past, bool all_logits,
-                             bnb_tensor *mask, int64_t n_kv_dec) {
+                             bnb_tensor *mask, int64_t n_kv_dec, bnb_tensor *x0) {
     const bnb_model_config *c = &m->cfg;
     bnb_context *ctx = g->ctx;
-    bnb_tensor *x = bnb_get_rows(ctx, m->tok_embd, g->tokens); /* F32 [n_embd, n] */
+    bnb_tensor *x = x0 ? x0 : bnb_get_rows(ctx, m->tok_embd, g->tokens); /* F32 [n_embd, n] */
     CHECK(x);
     for (int64_t il = 0; il < c->n_layer; il++) {
         const bnb_model_layer *L = &m->layers[il];
@@ -220,7 +220,7 @@ bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool a
     CHECK(g->tokens && g->pos);
     g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
     CHECK(g->inputs);
-    st = build_body(m, g, n, n_past, all_logits, NULL, 0);
+    st = build_body(m, g, n, n_past, all_logits, NULL, 0, NULL);
     if (st != BNB_OK) return st;
     g->n = n;
     g->n_past = n_past;
@@ -248,6 +248,12 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     g->io = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, 3), "decode_io"));
     g->mask_rows = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, n_kv + 1, gran + 1), "mask_rows"));
     CHECK(g->io && g->mask_rows);
+    bnb_tensor *x_in = NULL, *mask_in = NULL; /* slot scheme: written by the commit graph */
+    if (!g->direct) {
+        x_in = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, m->cfg.n_embd, 1), "x_in"));
+        mask_in = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, n_kv + 1, 1), "mask_in"));
+        CHECK(x_in && mask_in);
+    }
     g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
     CHECK(g->inputs);
     {
@@ -266,9 +272,10 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     g->pos = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, e);
     bnb_tensor *row = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, 2 * e);
     CHECK(g->tokens && g->pos && row);
-    bnb_tensor *mask = bnb_get_rows(ctx, g->mask_rows, row); /* F32 [n_kv + 1, 1]: broadcast over heads */
+    /* F32 [n_kv + 1, 1]: broadcast over heads */
+    bnb_tensor *mask = g->direct ? bnb_get_rows(ctx, g->mask_rows, row) : mask_in;
     CHECK(mask);
-    st = build_body(m, g, 1, n_kv, false, mask, n_kv);
+    st = build_body(m, g, 1, n_kv, false, mask, n_kv, x_in);
     if (st != BNB_OK) return st;
     if (g->direct) {
         g->n = 1;
@@ -288,8 +295,17 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     g->k_cpy = bnb_cpy(ctx, k_src, g->k_dst);
     g->v_cpy = bnb_cpy(ctx, v_src, g->v_dst);
     CHECK(g->k_cpy && g->v_cpy);
+    const bnb_tensor *E = m->tok_embd;
+    g->e_src = bnb_view(ctx, m->tok_embd, 2, (const int64_t[]){E->ne[0], 1}, (const size_t[]){E->nb[0], E->nb[1]}, 0);
+    g->m_src = bnb_view(ctx, g->mask_rows, 2, (const int64_t[]){n_kv + 1, 1},
+                        (const size_t[]){g->mask_rows->nb[0], g->mask_rows->nb[1]}, 0);
+    CHECK(g->e_src && g->m_src);
+    bnb_tensor *e_cpy = bnb_cpy(ctx, g->e_src, x_in), *m_cpy = bnb_cpy(ctx, g->m_src, mask_in);
+    CHECK(e_cpy && m_cpy);
     st = bnb_graph_build(g->commit, g->k_cpy);
     if (st == BNB_OK) st = bnb_graph_build(g->commit, g->v_cpy);
+    if (st == BNB_OK) st = bnb_graph_build(g->commit, e_cpy);
+    if (st == BNB_OK) st = bnb_graph_build(g->commit, m_cpy);
     if (st != BNB_OK) return st;
     g->n = 1;
     return BNB_OK;
@@ -325,16 +341,21 @@ void bnb_model_decode_profile_report(void) {
     g_prof.n = 0;
 }
 
-bnb_status bnb_model_decode_flush(bnb_model *m, bnb_model_graph *g) {
-    if (!g->graph || !g->commit || g->pending <= 0) return BNB_OK;
+/* The commit graph with the previous token's K/V going to index g->pending (0: slot 0 onto itself, a no-op). */
+static bnb_status run_commit(bnb_model *m, bnb_model_graph *g) {
     const double t0 = g_prof.on == 1 ? prof_now() : 0;
-    /* move the new key/value from slot 0 to its index (views: bnb_graph_compute re-derives their data) */
+    /* views: bnb_graph_compute re-derives their data from the offsets */
     g->k_dst->view_offs = g->k_cpy->view_offs = (size_t)g->pending * m->k_all->nb[1];
     g->v_dst->view_offs = g->v_cpy->view_offs = (size_t)g->pending * m->v_all->nb[0];
     g->pending = 0;
     bnb_status st = bnb_graph_compute(m->backend, g->commit);
     if (g_prof.on == 1) g_prof.commit += prof_now() - t0;
     return st;
+}
+
+bnb_status bnb_model_decode_flush(bnb_model *m, bnb_model_graph *g) {
+    if (!g->graph || !g->commit || g->pending <= 0) return BNB_OK;
+    return run_commit(m, g); /* the embedding / mask copies repeat the last token's: harmless */
 }
 
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits) {
@@ -351,13 +372,19 @@ bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token
         g->patch[i]->view_offs = g->patch_base[i] + (size_t)(n_past + 1) * g->patch_step[i];
     bnb_status st = bnb_tensor_set(g->io, io, 0, sizeof io);
     if (g_prof.on) t1 = prof_now();
+    if (st == BNB_OK && !g->direct) {
+        g->e_src->view_offs = (size_t)token * m->tok_embd->nb[1];
+        g->m_src->view_offs = (size_t)io[2] * g->mask_rows->nb[1];
+        st = run_commit(m, g);
+    }
+    const double tc = g_prof.on ? prof_now() : 0;
     if (st == BNB_OK) st = bnb_graph_compute(m->backend, g->graph);
     if (st != BNB_OK) return st;
     if (!g->direct) g->pending = n_past + 1; /* slot 0 -> index n_past + 1, at the start of the next eval */
     if (g_prof.on) t3 = prof_now();
     if (st == BNB_OK) st = bnb_tensor_get_f32(g->logits, logits, bnb_nelements(g->logits));
     if (g_prof.on && st == BNB_OK) {
-        g_prof.io += t1 - t0, g_prof.graph += t3 - t1, g_prof.read += prof_now() - t3;
+        g_prof.io += t1 - t0, g_prof.graph += t3 - tc, g_prof.read += prof_now() - t3;
         g_prof.n++;
         g_prof.fused = m->fused;
 #ifdef BNB_HAVE_CUDA

@@ -341,11 +341,6 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         if (tokens[i] < 0 || tokens[i] >= m->cfg.n_vocab)
             return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: token %d at %lld is outside the vocabulary "
                             "[0, %lld)", tokens[i], (long long)i, (long long)m->cfg.n_vocab);
-    bnb_status fst = bnb_model_decode_flush(m, &m->decoded); /* the last decoded token's K/V into the cache */
-    if (fst != BNB_OK) {
-        bnb_model_graph_release(&m->decoded);
-        return fst;
-    }
     if (m->decode_graphs < 0) {
         const char *env = getenv("BNB_DECODE_GRAPH");
         m->decode_graphs = !(env && strcmp(env, "0") == 0);
@@ -359,6 +354,13 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
         if (m->decode_direct) want = BNB_MIN(want, m->n_ctx - 1); /* direct: reads 1 .. want + 1 */
         bnb_model_graph *d = &m->decoded;
+        if (d->graph && (d->n_kv != want || d->gran != gran || m->fused == 0)) {
+            bnb_status st = bnb_model_decode_flush(m, d); /* the last token's K/V, before the graph goes */
+            if (st != BNB_OK) {
+                bnb_model_graph_release(d);
+                return st;
+            }
+        }
         if (m->fused == 0) {
             bnb_model_graph_release(d); /* built without the fused weights */
             bnb_status st = bnb_model_fuse_weights(m);
@@ -375,6 +377,11 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         bnb_status st = bnb_model_decode_step(m, d, tokens[0], n_past, logits);
         if (st != BNB_OK) bnb_model_graph_release(d);
         return st;
+    }
+    bnb_status fst = bnb_model_decode_flush(m, &m->decoded); /* the last decoded token's K/V into the cache */
+    if (fst != BNB_OK) {
+        bnb_model_graph_release(&m->decoded);
+        return fst;
     }
     bnb_model_graph *g = &m->cached;
     if (!g->graph || g->n != n || g->n_past != n_past || g->all_logits != all_logits) {

@@ -32,8 +32,12 @@ typedef struct bnb_model_graph {
     bnb_tensor *io;        /* I32 [3]: token, position, mask row (tokens, pos are views of it) */
     bnb_tensor *mask_rows; /* F32 [n_kv + 1, gran + 1]: row j = the mask for n_past = mask_base + j */
     int64_t n_kv, gran, mask_base;
-    bnb_graph *commit;                      /* slot 0 -> index n_past + 1 of every layer's K and V */
-    bnb_tensor *k_dst, *v_dst, *k_cpy, *v_cpy; /* their view offsets are set per token */
+    /* `commit`, run before the decode graph: slot 0 -> index n_past + 1 of every layer's K and V for the previous
+     * token (or slot 0 onto itself when none is due), the token's embedding row -> x_in, the mask row -> mask_in;
+     * plain copies whose source / destination offsets are set per token. The decode graph itself then has no
+     * get_rows, whose index check would cost a device sync per token. */
+    bnb_graph *commit;
+    bnb_tensor *k_dst, *v_dst, *k_cpy, *v_cpy, *e_src, *m_src;
     int64_t pending; /* > 0: the commit to this index is due (run at the start of the next eval: its launches then
                       * overlap the host's preparation of that eval instead of delaying the logits) */
     /* direct (CPU: nothing to capture): the layers' K/V writes go straight to index n_past + 1 (their view offsets
