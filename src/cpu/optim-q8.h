@@ -19,6 +19,11 @@ typedef struct {
     _Alignas(64) uint8_t plane[4][256]; /* byte k of map[j] at plane[k][j] (deq64) */
     _Alignas(64) uint8_t plane7[4][128]; /* the same for lvl[7] */
     bool planes; /* map lookups by plane_lookup64 instead of gathers (see planes_default) */
+    /* quant_qn_count: the same codes as an 8-level count over 255 thresholds (qvec_count_build) */
+    bool counted;
+    _Alignas(64) float clvl[8][128];     /* as lvl, with the thresholds in place of the map values */
+    _Alignas(64) uint8_t cplane7[4][128]; /* byte planes of clvl[7] */
+    int32_t fix[2][3]; /* codes of y = +-0 (fix[0]) and NaN y (fix[1]) for a value > 0, < 0, other */
 } qvec_tables;
 
 #ifdef OPT8_VBMI
@@ -95,10 +100,10 @@ static inline void plane_lookup64(const qvec_tables *T, __m512i c, __m512 r[4]) 
 }
 
 /* lvl[7][c] for 64 byte indices c < 128 (same layout as plane_lookup64; one vpermt2b per plane) */
-static inline void plane_lookup64_lvl7(const qvec_tables *T, __m512i c, __m512 r[4]) {
+static inline void plane_lookup64_lvl7(const uint8_t (*p7)[128], __m512i c, __m512 r[4]) {
     __m512i pb[4];
     for (int k = 0; k < 4; k++) {
-        const __m512i *t = (const __m512i *)T->plane7[k];
+        const __m512i *t = (const __m512i *)p7[k];
         pb[k] = _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1));
     }
     planes_to_f32(pb, r);
@@ -123,16 +128,15 @@ static inline __m512 lookup128(const float *t, __m512i b) {
  * interleaved step by step: each is a long dependent chain (division, 8 lookup-compare levels, gather), and written
  * one after another the out-of-order window held only about one of them at a time. */
 #define QN 4
-static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T, const float *map, const float *v,
-                                                           __m512 am, uint8_t *out) {
-    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __mmask16 amp = _mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ);
-    __m512 y[QN];
+/* The 8 halving levels on QN x 16 values y with the level tables lvl (map values or count thresholds) and p7 (byte
+ * planes of lvl[7]): i = the count of pivots below y (natural order), gt / v7 = the last level's decision / pivot. */
+static inline __attribute__((always_inline)) void qv_search(const float (*lvl)[128], const uint8_t (*p7)[128],
+                                                            bool planes, const __m512 y[QN], __m512i i[QN],
+                                                            __mmask16 gt[QN], __m512 v7[QN]) {
+    const __m512i one = _mm512_set1_epi32(1);
     __m512i b[QN];
-    __mmask16 gt[QN];
     for (int u = 0; u < QN; u++) {
-        y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(v + 16 * u), am);
-        gt[u] = _mm512_cmp_ps_mask(y[u], _mm512_set1_ps(T->lvl[0][0]), _CMP_GT_OQ);
+        gt[u] = _mm512_cmp_ps_mask(y[u], _mm512_set1_ps(lvl[0][0]), _CMP_GT_OQ);
         b[u] = _mm512_maskz_mov_epi32(gt[u], one);
     }
 #ifdef QV_REV
@@ -149,20 +153,18 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
         b[u] = _mm512_mask_add_epi32(_mm512_add_epi32(b[u], b[u]), gt[u], _mm512_add_epi32(b[u], b[u]), one);       \
     }
 #endif
-    for (int s = 1; s < 5; s++) QV_STEP(s, _mm512_permutexvar_ps(b[u], _mm512_load_ps(T->lvl[s])))
-    QV_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[5]), b[u], _mm512_load_ps(T->lvl[5] + 16)))
+    for (int s = 1; s < 5; s++) QV_STEP(s, _mm512_permutexvar_ps(b[u], _mm512_load_ps(lvl[s])))
+    QV_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(lvl[5]), b[u], _mm512_load_ps(lvl[5] + 16)))
     QV_STEP(6, _mm512_mask_blend_ps(bit_mask(b[u], 5),
-                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6]), b[u], _mm512_load_ps(T->lvl[6] + 16)),
-                                    _mm512_permutex2var_ps(_mm512_load_ps(T->lvl[6] + 32), b[u], _mm512_load_ps(T->lvl[6] + 48))))
+                                    _mm512_permutex2var_ps(_mm512_load_ps(lvl[6]), b[u], _mm512_load_ps(lvl[6] + 16)),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(lvl[6] + 32), b[u], _mm512_load_ps(lvl[6] + 48))))
 #undef QV_STEP
-    __m512 v7[QN]; /* map[2b] */
 #if defined(OPT8_VBMI) && QN == 4
-    if (T->planes)
-        plane_lookup64_lvl7(T, _mm512_packus_epi16(_mm512_packus_epi32(b[0], b[1]), _mm512_packus_epi32(b[2], b[3])), v7);
+    if (planes)
+        plane_lookup64_lvl7(p7, _mm512_packus_epi16(_mm512_packus_epi32(b[0], b[1]), _mm512_packus_epi32(b[2], b[3])), v7);
     else
 #endif
-    for (int u = 0; u < QN; u++) v7[u] = lookup128(T->lvl[7], b[u]);
-    __m512i i[QN];
+    for (int u = 0; u < QN; u++) v7[u] = lookup128(lvl[7], b[u]);
     for (int u = 0; u < QN; u++) {
         gt[u] = _mm512_cmp_ps_mask(y[u], v7[u], _CMP_GT_OQ);
 #ifdef QV_REV
@@ -174,6 +176,35 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
         i[u] = _mm512_mask_add_epi32(b2, gt[u], b2, one);
 #endif
     }
+}
+
+/* QN x 16 codes (0..255 in epi32 lanes) stored as bytes */
+static inline __attribute__((always_inline)) void store_codes_qn(const __m512i cs[QN], uint8_t *out) {
+#if QN % 4 == 0
+    /* codes 0..255: two saturating packs (exact) leave lane L as a[4L..4L+3] b[..] c[..] d[..]; one dword permute
+     * restores a, b, c, d order (4 port-5 uops instead of 4 two-uop vpmovdb) */
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int u = 0; u < QN; u += 4) {
+        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[u], cs[u + 1]), _mm512_packus_epi32(cs[u + 2], cs[u + 3]));
+        _mm512_storeu_si512(out + 16 * u, _mm512_permutexvar_epi32(ord, pk));
+    }
+#else
+    for (int u = 0; u < QN; u++) _mm_storeu_si128((__m128i *)(out + 16 * u), _mm512_cvtepi32_epi8(cs[u]));
+#endif
+}
+
+/* Codes of QN x 16 values v of a block with absmax am (broadcast) into out. The QN searches are
+ * interleaved step by step: each is a long dependent chain (division, 8 lookup-compare levels, gather), and written
+ * one after another the out-of-order window held only about one of them at a time. */
+static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T, const float *map, const float *v,
+                                                           __m512 am, uint8_t *out) {
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __mmask16 amp = _mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 y[QN], v7[QN];
+    __m512i i[QN];
+    __mmask16 gt[QN];
+    for (int u = 0; u < QN; u++) y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(v + 16 * u), am);
+    qv_search(T->lvl, T->plane7, T->planes, y, i, gt, v7); /* v7 = map[2b] */
     const __m512i ndec = _mm512_set1_epi32(T->nneg_dec), ninc = _mm512_set1_epi32(T->nneg_inc);
     __m512i cs[QN], los[QN];
     __m512 nbs[QN];
@@ -206,17 +237,128 @@ static inline __attribute__((always_inline)) void quant_qn(const qvec_tables *T,
         c = _mm512_mask_sub_epi32(c, dec, c, one);
         cs[u] = _mm512_mask_add_epi32(c, inc, c, one);
     }
-#if QN % 4 == 0
-    /* codes 0..255: two saturating packs (exact) leave lane L as a[4L..4L+3] b[..] c[..] d[..]; one dword permute
-     * restores a, b, c, d order (4 port-5 uops instead of 4 two-uop vpmovdb) */
-    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    for (int u = 0; u < QN; u += 4) {
-        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[u], cs[u + 1]), _mm512_packus_epi32(cs[u + 2], cs[u + 3]));
-        _mm512_storeu_si512(out + 16 * u, _mm512_permutexvar_epi32(ord, pk));
+    store_codes_qn(cs, out);
+}
+
+/* quant_qn's codes as a count: for y != 0 and not NaN the code is a nondecreasing step function of y alone (the
+ * lower bound is monotone in y, the nearest-code decision flips once per bracket, and the sign rule only lowers the
+ * code nneg for y < 0 / raises codes below nneg for y > 0), so code = #{j : y > P_j} over 255 sorted thresholds
+ * found by bisection (qvec_count_build): the 8 levels only, no neighbour lookup, nearest-code arithmetic or sign
+ * rule. y = +-0 (value 0, or a tiny value over a huge or infinite absmax) and NaN y (value NaN or +-Inf) take the
+ * code quant_qn gives for the value's sign. */
+static inline __attribute__((always_inline)) void quant_qn_count(const qvec_tables *T, const float *v, __m512 am,
+                                                                 uint8_t *out) {
+    const __mmask16 amp = _mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 y[QN], v7[QN];
+    __m512i cs[QN];
+    __mmask16 gt[QN], sp[QN], any = 0;
+    for (int u = 0; u < QN; u++) {
+        y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(v + 16 * u), am);
+        sp[u] = _mm512_cmp_ps_mask(y[u], _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
+        any |= sp[u];
     }
-#else
-    for (int u = 0; u < QN; u++) _mm_storeu_si128((__m128i *)(out + 16 * u), _mm512_cvtepi32_epi8(cs[u]));
+    qv_search(T->clvl, T->cplane7, T->planes, y, cs, gt, v7);
+    if (any) { /* rare: zero or non-finite values */
+        for (int u = 0; u < QN; u++) {
+            const __m512 vu = _mm512_loadu_ps(v + 16 * u);
+            const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
+            const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
+            const __mmask16 nan = _mm512_cmp_ps_mask(y[u], y[u], _CMP_UNORD_Q), zer = sp[u] & ~nan;
+            const __mmask16 cls[3] = {vpos, vneg, (__mmask16)~(vpos | vneg)};
+            for (int k = 0; k < 3; k++) {
+                cs[u] = _mm512_mask_mov_epi32(cs[u], zer & cls[k], _mm512_set1_epi32(T->fix[0][k]));
+                cs[u] = _mm512_mask_mov_epi32(cs[u], nan & cls[k], _mm512_set1_epi32(T->fix[1][k]));
+            }
+        }
+    }
+    store_codes_qn(cs, out);
+}
+
+/* the count form when its tables are built, else the search */
+#define QUANT_QN(T, map, v, am, out)                                                                                \
+    do {                                                                                                           \
+        if ((T)->counted)                                                                                          \
+            quant_qn_count((T), (v), (am), (out));                                                                 \
+        else                                                                                                       \
+            quant_qn((T), (map), (v), (am), (out));                                                                \
+    } while (0)
+
+/* order-preserving int key of a float in [-1, 1] (both zeros -> 0) and back */
+static inline int32_t fkey(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (u >> 31) ? -(int32_t)(u & 0x7fffffffu) : (int32_t)u;
+}
+static inline float fkey_val(int32_t k) {
+    const uint32_t u = k < 0 ? 0x80000000u | (uint32_t)(-k) : (uint32_t)k;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The count tables of quant_qn_count, with quant_qn itself as the oracle (value = y, absmax 1: y / 1 = y exactly).
+ * P_j (j = 0..254) = the largest y in [-1, 1] whose code is <= j (-inf if even y = -1 has a larger code, +inf if
+ * y = 1 has a smaller one), by bisection over the float order, 64 thresholds per quant_qn call; y never leaves
+ * [-1, 1] (|value| <= absmax). The codes at y = +-0 and NaN y per value sign come from quant_qn too. ~130 quant_qn
+ * calls: built only for large tensors. Needs T->ok (quant_qn exact). */
+static void qvec_count_build(const float *map, qvec_tables *T) {
+    _Alignas(64) float yv[64];
+    _Alignas(64) uint8_t code[64];
+    const __m512 one = _mm512_set1_ps(1.f);
+    float P[256];
+    int32_t lo[256], hi[256];
+    memset(yv, 0, sizeof yv);
+    yv[0] = -1.f, yv[1] = 1.f;
+    quant_qn(T, map, yv, one, code);
+    const int cmin = code[0], cmax = code[1];
+    for (int j = 0; j < 255; j++) {
+        lo[j] = fkey(-1.f), hi[j] = fkey(1.f); /* code(lo) <= j < code(hi) */
+        P[j] = cmin > j ? -INFINITY : (cmax <= j ? INFINITY : 0.f);
+    }
+    for (int step = 0; step < 32; step++)
+        for (int j0 = 0; j0 < 255; j0 += 64) {
+            for (int t = 0; t < 64; t++) {
+                const int j = j0 + t;
+                yv[t] = j < 255 ? fkey_val(lo[j] + (hi[j] - lo[j]) / 2) : 0.f;
+            }
+            quant_qn(T, map, yv, one, code);
+            for (int t = 0; t < 64 && j0 + t < 255; t++) {
+                const int j = j0 + t, mid = lo[j] + (hi[j] - lo[j]) / 2;
+                if (code[t] <= j)
+                    lo[j] = mid;
+                else
+                    hi[j] = mid;
+            }
+        }
+    T->counted = true;
+    for (int j = 0; j < 255; j++) {
+        if (cmin <= j && cmax > j) {
+            P[j] = fkey_val(lo[j]);
+            if (hi[j] - lo[j] != 1) T->counted = false;
+        }
+        if (j > 0 && !(P[j] >= P[j - 1])) T->counted = false; /* not monotone: keep quant_qn */
+    }
+    P[255] = INFINITY;
+    for (int s = 0; s < 8; s++)
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = b;
+#ifdef QV_REV
+            pos = 0;
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
 #endif
+            T->clvl[s][pos] = P[b * (256 >> s) + (128 >> s) - 1];
+        }
+    for (int j = 0; j < 128; j++) {
+        uint32_t u;
+        memcpy(&u, &T->clvl[7][j], 4);
+        for (int k = 0; k < 4; k++) T->cplane7[k][j] = (uint8_t)(u >> (8 * k));
+    }
+    /* y = +-0: value 1e-30, -1e-30, 0 over absmax +inf; NaN y: value +inf, -inf, NaN over absmax +inf */
+    memset(yv, 0, sizeof yv);
+    const float probe[6] = {1e-30f, -1e-30f, 0.f, INFINITY, -INFINITY, NAN};
+    memcpy(yv, probe, sizeof probe);
+    quant_qn(T, map, yv, _mm512_set1_ps(INFINITY), code);
+    for (int k = 0; k < 3; k++) T->fix[0][k] = code[k], T->fix[1][k] = code[3 + k];
 }
 #endif
 

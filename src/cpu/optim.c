@@ -404,7 +404,7 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
         const __m512 vam = _mm512_set1_ps(am);
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) quant_qn(o->qv, o->map, vals + j, vam, o->codes + off + j);
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(o->qv, o->map, vals + j, vam, o->codes + off + j);
         return;
     }
 #endif
@@ -517,14 +517,14 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     q2->absmax[b] = mxb;
     const __m512 n1 = _mm512_set1_ps(mxa), n2 = _mm512_set1_ps(mxb);
     for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) {
-        quant_qn(q1->qv, q1->map, s1 + j, n1, q1->codes + i0 + j);
-        quant_qn(q2->qv, q2->map, s2 + j, n2, q2->codes + i0 + j);
+        QUANT_QN(q1->qv, q1->map, s1 + j, n1, q1->codes + i0 + j);
+        QUANT_QN(q2->qv, q2->map, s2 + j, n2, q2->codes + i0 + j);
     }
     if (three) {
         const float mxc = _mm512_reduce_max_ps(mx3);
         q1->absmax[b3] = mxc;
         const __m512 n3 = _mm512_set1_ps(mxc);
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) quant_qn(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
     }
 }
 #endif
@@ -665,6 +665,11 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         if (node->src[3]) {
             qvec_tables_build(a.q2.map, &v2);
             a.q2.qv = &v2;
+        }
+        /* the count re-quantizer's thresholds cost ~130 quant_qn calls a state: large tensors only */
+        if (n >= ((int64_t)1 << 18) && getenv("BNB_OPT8_NO_COUNT") == NULL) {
+            if (v1.ok) qvec_count_build(a.q1.map, &v1);
+            if (node->src[3] && v2.ok) qvec_count_build(a.q2.map, &v2);
         }
 #endif
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
