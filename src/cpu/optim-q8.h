@@ -300,7 +300,7 @@ static inline float fkey_val(int32_t k) {
  * P_j (j = 0..254) = the largest y in [-1, 1] whose code is <= j (-inf if even y = -1 has a larger code, +inf if
  * y = 1 has a smaller one), by bisection over the float order, 64 thresholds per quant_qn call; y never leaves
  * [-1, 1] (|value| <= absmax). The codes at y = +-0 and NaN y per value sign come from quant_qn too. ~130 quant_qn
- * calls: built only for large tensors. Needs T->ok (quant_qn exact). */
+ * calls (~25 us): cached per map (qvec_count_cached). Needs T->ok (quant_qn exact). */
 static void qvec_count_build(const float *map, qvec_tables *T) {
     _Alignas(64) float yv[64];
     _Alignas(64) uint8_t code[64];
@@ -360,6 +360,47 @@ static void qvec_count_build(const float *map, qvec_tables *T) {
     quant_qn(T, map, yv, _mm512_set1_ps(INFINITY), code);
     for (int k = 0; k < 3; k++) T->fix[0][k] = code[k], T->fix[1][k] = code[3 + k];
 }
-#endif
+
+/* qvec_count_build's results depend only on the 256 map values: a small cache (the optimizers use two or three
+ * maps) so that every tensor, not only large ones, gets the count form after the first update. */
+typedef struct {
+    bool used, counted;
+    float map[256];
+    float clvl[8][128];
+    uint8_t cplane7[4][128];
+    int32_t fix[2][3];
+} qv_count_entry;
+#define QV_CACHE_N 4
+static qv_count_entry qv_count_cache[QV_CACHE_N];
+static int qv_count_next;
+
+static void qvec_count_cached(const float *map, qvec_tables *T) {
+    bool hit = false;
+#pragma omp critical(bnb_opt8_count_cache)
+    for (int e = 0; e < QV_CACHE_N && !hit; e++) {
+        const qv_count_entry *c = &qv_count_cache[e];
+        if (c->used && !memcmp(c->map, map, sizeof c->map)) {
+            T->counted = c->counted;
+            memcpy(T->clvl, c->clvl, sizeof T->clvl);
+            memcpy(T->cplane7, c->cplane7, sizeof T->cplane7);
+            memcpy(T->fix, c->fix, sizeof T->fix);
+            hit = true;
+        }
+    }
+    if (hit) return;
+    qvec_count_build(map, T);
+#pragma omp critical(bnb_opt8_count_cache)
+    {
+        qv_count_entry *c = &qv_count_cache[qv_count_next];
+        qv_count_next = (qv_count_next + 1) % QV_CACHE_N;
+        c->used = true;
+        c->counted = T->counted;
+        memcpy(c->map, map, sizeof c->map);
+        memcpy(c->clvl, T->clvl, sizeof c->clvl);
+        memcpy(c->cplane7, T->cplane7, sizeof c->cplane7);
+        memcpy(c->fix, T->fix, sizeof c->fix);
+    }
+}
+#endif /* OPT8_AVX512 */
 
 #endif

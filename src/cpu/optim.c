@@ -666,10 +666,10 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
             qvec_tables_build(a.q2.map, &v2);
             a.q2.qv = &v2;
         }
-        /* the count re-quantizer's thresholds cost ~130 quant_qn calls a state: large tensors only */
-        if (n >= ((int64_t)1 << 18) && getenv("BNB_OPT8_NO_COUNT") == NULL) {
-            if (v1.ok) qvec_count_build(a.q1.map, &v1);
-            if (node->src[3] && v2.ok) qvec_count_build(a.q2.map, &v2);
+        /* the count re-quantizer (thresholds cached per map) */
+        if (getenv("BNB_OPT8_NO_COUNT") == NULL) {
+            if (v1.ok) qvec_count_cached(a.q1.map, &v1);
+            if (node->src[3] && v2.ok) qvec_count_cached(a.q2.map, &v2);
         }
 #endif
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
