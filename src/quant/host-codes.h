@@ -84,6 +84,58 @@ static inline __m128i count8_16(const qsearch_tables *T, __m512 y) {
 #endif
 }
 
+/* count8_16 on 4 x 16 values, the four searches interleaved level by level: each search is a chain of 8 dependent
+ * permute -> compare -> or steps, and two or four of them written one after another left the out-of-order window
+ * holding about one chain at a time (latency-bound). Codes of y[u] to out + 16u. */
+static inline __attribute__((always_inline)) void count8_4x(const qsearch_tables *T, const __m512 y[4], uint8_t *out) {
+    __m512i idx[4];
+    __mmask16 g5[4], g6[4];
+    const __m512 t0 = _mm512_set1_ps(_mm512_cvtss_f32(T->cnt[0][0]));
+    for (int u = 0; u < 4; u++) idx[u] = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(y[u], t0, _CMP_GT_OQ), _mm512_set1_epi32(1));
+    for (int L = 1; L < 5; L++)
+        for (int u = 0; u < 4; u++) {
+            const __mmask16 g = _mm512_cmp_ps_mask(y[u], _mm512_permutexvar_ps(idx[u], T->cnt[L][0]), _CMP_GT_OQ);
+            idx[u] = _mm512_mask_or_epi32(idx[u], g, idx[u], _mm512_set1_epi32(1 << L));
+        }
+    for (int u = 0; u < 4; u++) {
+        g5[u] = _mm512_cmp_ps_mask(y[u], _mm512_permutex2var_ps(T->cnt[5][0], idx[u], T->cnt[5][1]), _CMP_GT_OQ);
+        idx[u] = _mm512_mask_or_epi32(idx[u], g5[u], idx[u], _mm512_set1_epi32(32));
+    }
+    for (int u = 0; u < 4; u++) {
+        const __m512 v6 = _mm512_mask_blend_ps(g5[u], _mm512_permutex2var_ps(T->cnt[6][0], idx[u], T->cnt[6][1]),
+                                               _mm512_permutex2var_ps(T->cnt[6][2], idx[u], T->cnt[6][3]));
+        g6[u] = _mm512_cmp_ps_mask(y[u], v6, _CMP_GT_OQ);
+        idx[u] = _mm512_mask_or_epi32(idx[u], g6[u], idx[u], _mm512_set1_epi32(64));
+    }
+    for (int u = 0; u < 4; u++) {
+        const __m512i i = idx[u];
+        const __m512 v7 = _mm512_mask_blend_ps(
+            g6[u],
+            _mm512_mask_blend_ps(g5[u], _mm512_permutex2var_ps(T->cnt[7][0], i, T->cnt[7][1]),
+                                 _mm512_permutex2var_ps(T->cnt[7][2], i, T->cnt[7][3])),
+            _mm512_mask_blend_ps(g5[u], _mm512_permutex2var_ps(T->cnt[7][4], i, T->cnt[7][5]),
+                                 _mm512_permutex2var_ps(T->cnt[7][6], i, T->cnt[7][7])));
+        const __mmask16 g7 = _mm512_cmp_ps_mask(y[u], v7, _CMP_GT_OQ);
+        idx[u] = _mm512_mask_or_epi32(i, g7, i, _mm512_set1_epi32(128));
+    }
+#if defined(__GFNI__)
+    /* bytes 0..255: two saturating packs (exact) leave dword 4L + q = group q's values 4L..4L+3, one dword permute
+     * restores the order, one affine op reverses every byte's bits */
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(idx[0], idx[1]), _mm512_packus_epi32(idx[2], idx[3]));
+    _mm512_storeu_si512(out, _mm512_gf2p8affine_epi64_epi8(_mm512_permutexvar_epi32(ord, pk),
+                                                           _mm512_set1_epi64((long long)0x8040201008040201ull), 0));
+#else
+    const __m128i lut = _mm_setr_epi8(0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15), lo = _mm_set1_epi8(15);
+    for (int u = 0; u < 4; u++) {
+        const __m128i rev = _mm512_cvtepi32_epi8(idx[u]);
+        const __m128i a = _mm_shuffle_epi8(lut, _mm_and_si128(rev, lo));
+        const __m128i b = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(rev, 4), lo));
+        _mm_storeu_si128((__m128i *)(out + 16 * u), _mm_or_si128(_mm_slli_epi16(a, 4), b));
+    }
+#endif
+}
+
 static void qsearch_tables_init(qsearch_tables *T, const float *code) {
     float buf[128];
     for (int s = 0; s < 7; s++) {
@@ -206,6 +258,13 @@ static void codes8_block(const float *map, const void *tables, const float *x, i
     const __m512 vinv = _mm512_set1_ps(inv);
     const qsearch_tables *T = tables;
     if (T->counted) {
+        for (; i + 64 <= len; i += 64) { /* four searches interleaved */
+            BNB_PREFETCH_AHEAD(pf, esz, i);
+            BNB_PREFETCH_AHEAD(pf, esz, i + 32);
+            const __m512 y[4] = {_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv), _mm512_mul_ps(_mm512_loadu_ps(x + i + 16), vinv),
+                                 _mm512_mul_ps(_mm512_loadu_ps(x + i + 32), vinv), _mm512_mul_ps(_mm512_loadu_ps(x + i + 48), vinv)};
+            count8_4x(T, y, out + i);
+        }
         for (; i + 32 <= len; i += 32) { /* two independent searches in flight */
             BNB_PREFETCH_AHEAD(pf, esz, i);
             __m128i c0 = count8_16(T, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv));
@@ -349,7 +408,7 @@ static inline __attribute__((always_inline)) int64_t run64(const void *src, bool
             _mm_storeu_si128((__m128i *)o, pack32(encode4_16(v[0], nf4), encode4_16(v[1], nf4)));
             _mm_storeu_si128((__m128i *)(o + 16), pack32(encode4_16(v[2], nf4), encode4_16(v[3], nf4)));
         } else {
-            for (int k = 0; k < 4; k++) _mm_storeu_si128((__m128i *)(codes + b * 64 + 16 * k), count8_16(T, v[k]));
+            count8_4x(T, v, codes + b * 64);
         }
         for (int k = 0; k < 4; k++) v[k] = vn[k];
         vinv = vinvn;
