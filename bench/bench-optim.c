@@ -2,7 +2,7 @@
  * CPU: update GB/s vs a 2-thread memcpy (goal >= 50%). CUDA (when present): one 256M-element fp32 parameter,
  * Adam8bit / Lion8bit / Adam32 ms per step (CUDA events after warm-up) vs goals and vs a D2D copy measured in the
  * same run, and 1000 tensors x 64K elements (multi-tensor launches) vs one tensor of the same total size.
- * Options: --quick (smaller sizes), --gpu-only (skip the CPU part), --json FILE. */
+ * Options: --quick (smaller sizes), --gpu-only (skip the CPU part), --only8 (CUDA: 8-bit cases only), --json FILE. */
 #include "bnb.h"
 #include "common.h"
 
@@ -169,7 +169,7 @@ static double cuda_copy_gbs(bnb_backend *be, size_t bytes) {
     return 2.0 * (double)bytes / (bench_cuda_copy_ms(bnb_cuda_stream(be), bytes, 10) * 1e-3) / 1e9;
 }
 
-static void bench_cuda(bench_json *js, int quick) {
+static void bench_cuda(bench_json *js, int quick, int only8) {
     bnb_backend *be = bnb_backend_cuda_new(0);
     if (!be) return;
     const int64_t n = quick ? (32 << 20) : (256 << 20);
@@ -182,6 +182,7 @@ static void bench_cuda(bench_json *js, int quick) {
         double goal, bnb;
     } cases[] = {{BNB_OPTIM_ADAM, 8, 1.8, 7.68}, {BNB_OPTIM_LION, 8, 1.6, 4.56}, {BNB_OPTIM_ADAM, 32, 3.0, 3.55}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (only8 && cases[i].bits != 8) continue;
         setup s;
         if (!make_setup(&s, be, cases[i].type, cases[i].bits, 1, n)) {
             printf("  setup failed: %s\n", bnb_last_error());
@@ -211,7 +212,7 @@ static void bench_cuda(bench_json *js, int quick) {
     const int64_t each = 64 * 1024;
     printf("\nCUDA multi-tensor: %d tensors x %lld elements vs one tensor of %lld (goal <= 1.3x)\n", nt, (long long)each,
            (long long)(nt * each));
-    for (int bits = 32; bits >= 8; bits -= 24) {
+    for (int bits = only8 ? 8 : 32; bits >= 8; bits -= 24) {
         setup many, one;
         if (!make_setup(&many, be, BNB_OPTIM_ADAM, bits, nt, each) || !make_setup(&one, be, BNB_OPTIM_ADAM, bits, 1, nt * each)) {
             printf("  setup failed: %s\n", bnb_last_error());
@@ -243,7 +244,7 @@ int main(int argc, char **argv) {
     bench_json_open(&js, bench_json_path(argc, argv), "bench-optim");
     if (!bench_has_flag(argc, argv, "--gpu-only")) bench_cpu(&js, quick);
 #ifdef BNB_HAVE_CUDA
-    if (bnb_cuda_available()) bench_cuda(&js, quick);
+    if (bnb_cuda_available()) bench_cuda(&js, quick, bench_has_flag(argc, argv, "--only8"));
     else printf("\nCUDA: no device, GPU part skipped\n");
 #endif
     bench_json_close(&js);

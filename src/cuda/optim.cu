@@ -552,14 +552,38 @@ __device__ __forceinline__ void req16(const qmap_sh &s, bool fast, int zneg, con
     }
 }
 
+/* Asynchronous global -> shared copies (sm_80+): a thread's next chunk is fetched while it works on the current one.
+ * .ca (through L1) also for 16 bytes: a lane's 16 bytes are half of a 32-byte sector (lanes 64 bytes apart), and the
+ * next copy of the same thread takes the other half; .cg would fetch each sector from L2 twice. */
+#define PF_SLOTS 12 /* 16-byte slots per thread: p 0-3, g 4-7, codes of the states 8-10, absmaxes 11 (x, y, z) */
+#define PF_BYTES (PF_SLOTS * THREADS * 16)
+__device__ __forceinline__ void cp_async16(void *sm, const void *gm) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(sm)), "l"(gm)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async4(void *sm, const void *gm) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((unsigned)__cvta_generic_to_shared(sm)), "l"(gm)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
 /* A CTA sets up the state maps (tables) once, then updates R8 chunks of CHUNK8 elements of its tensor. Per chunk each
- * thread loads its 16 elements (param, grad, codes of each state: 16-byte loads), updates them in f32 and
- * re-quantizes; 16 threads share a 256-element block's absmax. No barrier inside the chunk loop, so the warps drift
- * apart and one warp's loads overlap another's arithmetic. */
+ * thread takes its 16 elements (param, grad, codes of each state), updates them in f32 and re-quantizes; 16 threads
+ * share a 256-element block's absmax. F32 param and grad (16-byte aligned, full 16 elements): the thread's data come
+ * through its own shared-memory slots (lane-interleaved: conflict-free 16-byte reads), copied asynchronously: chunk 0
+ * while the tables are built, chunk r + 1 while chunk r is re-quantized. Otherwise plain loads. No barrier inside the
+ * chunk loop. */
 /* OT: the optimizer type as a compile-time constant (specialised kernels: one update body, small code), or -1 (any
  * type, switch at run time). */
-template <typename PT, typename GT, int CAP, int OT>
-__global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int vec) {
+template <typename PT, typename GT, int CAP, int OT, int MINB>
+__global__ void __launch_bounds__(THREADS, MINB) k_upd8(const upd_batch<CAP> b, int vec, int pf) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    constexpr bool PF = false;
+#else
+    constexpr bool PF = sizeof(PT) == 4 && sizeof(GT) == 4; /* launched with PF_BYTES of dynamic shared memory */
+#endif
+    extern __shared__ uint4 pf_slots[];
     __shared__ qmap_sh sm[2];
     __shared__ int wsum[16];
     const upd_tensor &t = b.t[tensor_of(b)];
@@ -567,13 +591,32 @@ __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int ve
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t n1 = three ? 2 * (int64_t)t.npad : t.n;
     opt8_dev q1 = opt8_parts(t.s1, n1), q2 = two ? opt8_parts(t.s2, t.n) : q1;
+    PT *P = (PT *)t.p;
+    const GT *G = (const GT *)t.g;
+    const int64_t base = (int64_t)(blockIdx.x - t.blk0) * (CHUNK8 * R8);
+    uint4 *slot = pf_slots + threadIdx.x;
+    /* issues the copies of the thread's 16 elements at i; false if they are not to be copied this way */
+    auto prefetch = [&](int64_t i) -> bool {
+        if (!PF || !pf || !vec || i + Q_PER > t.n) return false;
+        const int64_t blk = i / BNB_OPTIM_BLOCK;
+        float *am = (float *)(slot + 11 * THREADS);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            cp_async16(slot + q * THREADS, P + i + 4 * q);
+            cp_async16(slot + (4 + q) * THREADS, G + i + 4 * q);
+        }
+        cp_async16(slot + 8 * THREADS, q1.codes + i);
+        cp_async4(am, q1.absmax + blk);
+        if (two) cp_async16(slot + 9 * THREADS, q2.codes + i), cp_async4(am + 1, q2.absmax + blk);
+        if (three) cp_async16(slot + 10 * THREADS, q1.codes + t.npad + i), cp_async4(am + 2, q1.absmax + t.npad / BNB_OPTIM_BLOCK + blk);
+        cp_async_commit();
+        return true;
+    };
+    bool have = prefetch(base + (int64_t)threadIdx.x * Q_PER);
     const float *maps[2] = {q1.map, q2.map};
     int zn[2] = {0, 0};
     const bool fast = two ? qmap_setup<2>(sm, maps, zn, wsum) : qmap_setup<1>(sm, maps, zn, wsum);
     dev_hp h = read_hp(b, t);
-    PT *P = (PT *)t.p;
-    const GT *G = (const GT *)t.g;
-    const int64_t base = (int64_t)(blockIdx.x - t.blk0) * (CHUNK8 * R8);
 #pragma unroll 1
     for (int r = 0; r < R8 && base + r * CHUNK8 < t.n; r++) { /* CTA-uniform: req16's shuffles need whole warps */
         int64_t i = base + r * CHUNK8 + (int64_t)threadIdx.x * Q_PER;
@@ -582,7 +625,20 @@ __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int ve
         float p[Q_PER], g[Q_PER], s1[Q_PER], s2[Q_PER], s3[Q_PER];
         uint4 c1 = make_uint4(0, 0, 0, 0), c2 = c1, c3 = c1;
         float am1 = 0.f, am2 = 0.f, am3 = 0.f;
-        if (cnt > 0) {
+        if (PF && have) {
+            cp_async_wait_all();
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                float4 a = *(const float4 *)(slot + q * THREADS), c = *(const float4 *)(slot + (4 + q) * THREADS);
+                p[4 * q] = a.x, p[4 * q + 1] = a.y, p[4 * q + 2] = a.z, p[4 * q + 3] = a.w;
+                g[4 * q] = c.x, g[4 * q + 1] = c.y, g[4 * q + 2] = c.z, g[4 * q + 3] = c.w;
+            }
+            c1 = slot[8 * THREADS];
+            if (two) c2 = slot[9 * THREADS];
+            if (three) c3 = slot[10 * THREADS];
+            const float4 am = *(const float4 *)(slot + 11 * THREADS);
+            am1 = am.x, am2 = am.y, am3 = am.z;
+        } else if (cnt > 0) {
             ld16(G, i, cnt, vec, g);
             ld16(P, i, cnt, vec, p);
             c1 = ld_codes(q1.codes, i, cnt, vec);
@@ -610,6 +666,8 @@ __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int ve
             s1[k] = x, s2[k] = y, s3[k] = z;
         }
         if (cnt > 0) st16(P, i, cnt, vec, p);
+        /* the slots' old contents are all used (update done): fetch the next chunk during the re-quantization */
+        have = r + 1 < R8 && prefetch(i + CHUNK8);
         /* re-quantize state by state through one copy of the code: s1 (map 1), AdEMAMix m2 (map 1, at npad), s2 (map 2) */
         const int nq = three ? 3 : two ? 2 : 1;
 #pragma unroll 1
@@ -622,6 +680,41 @@ __global__ void __launch_bounds__(THREADS) k_upd8(const upd_batch<CAP> b, int ve
                   use2 ? q2.absmax : q1.absmax, i, m2 ? blk3 : blk, vec);
         }
     }
+    if (PF && have) cp_async_wait_all(); /* never left in flight (cannot happen: the last chunk prefetches nothing) */
+}
+
+/* Variants, kept for comparisons (BNB_OPT8_VARIANT; docs/perf-optim.md): 0 (default) plain loads, 1 slots (async
+ * copies; measured slower), 2 plain loads and 3 CTAs per SM (register cap 80, spills; single-tensor f32 Adam and
+ * Lion; slower), c: cycle through them launch by launch (test-optim checks all three in one run). */
+static int opt8_variant() {
+    static int v = -1, n = 0;
+    if (v < 0) {
+        const char *e = getenv("BNB_OPT8_VARIANT");
+        v = e && e[0] >= '0' && e[0] <= '2' ? e[0] - '0' : e && e[0] == 'c' ? 3 : 0;
+    }
+    return v == 3 ? n++ % 3 : v;
+}
+
+/* Launches k_upd8; f32 param and grad: with the slots' dynamic shared memory (more than the default 48 KB in all; the
+ * carveout asks for the most shared memory so that two CTAs fit an SM). */
+template <typename PT, typename GT, int CAP, int OT>
+static void launch8(cudaStream_t s, const upd_batch<CAP> &b, int grid, bool vec) {
+    const int var = opt8_variant();
+    constexpr bool f32 = sizeof(PT) == 4 && sizeof(GT) == 4;
+    if constexpr (f32 && CAP == 1 && (OT == BNB_OPTIM_ADAM || OT == BNB_OPTIM_LION)) {
+        if (var == 2) {
+            k_upd8<PT, GT, CAP, OT, 3><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0, 0);
+            return;
+        }
+    }
+    constexpr int MINB = OT >= 0 ? 2 : 1; /* specialised kernels: at most 128 registers, 2 CTAs per SM */
+    const bool pf = f32 && vec && var == 1;
+    if (pf) {
+        cudaFuncSetAttribute(k_upd8<PT, GT, CAP, OT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_BYTES);
+        cudaFuncSetAttribute(k_upd8<PT, GT, CAP, OT, MINB>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
+    }
+    k_upd8<PT, GT, CAP, OT, MINB><<<grid, THREADS, pf ? PF_BYTES : 0, s>>>(b, vec ? 1 : 0, pf ? 1 : 0);
 }
 
 /* ------------------------------------------------------------------------------------------ LAMB/LARS norms */
@@ -675,12 +768,12 @@ static void launch_typed(cudaStream_t s, const upd_batch<CAP> &b, int mode, int 
     switch (mode) {
     case MODE_8: {
         constexpr bool f32 = sizeof(PT) == 4 && sizeof(GT) == 4;
-        if constexpr (!f32) k_upd8<PT, GT, CAP, -1><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
-        else if (b.type == BNB_OPTIM_ADAM) k_upd8<PT, GT, CAP, BNB_OPTIM_ADAM><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
-        else if (b.type == BNB_OPTIM_ADAMW) k_upd8<PT, GT, CAP, BNB_OPTIM_ADAMW><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
-        else if (b.type == BNB_OPTIM_LION) k_upd8<PT, GT, CAP, BNB_OPTIM_LION><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
-        else if (b.type == BNB_OPTIM_MOMENTUM) k_upd8<PT, GT, CAP, BNB_OPTIM_MOMENTUM><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
-        else k_upd8<PT, GT, CAP, -1><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0);
+        if constexpr (!f32) launch8<PT, GT, CAP, -1>(s, b, grid, vec);
+        else if (b.type == BNB_OPTIM_ADAM) launch8<PT, GT, CAP, BNB_OPTIM_ADAM>(s, b, grid, vec);
+        else if (b.type == BNB_OPTIM_ADAMW) launch8<PT, GT, CAP, BNB_OPTIM_ADAMW>(s, b, grid, vec);
+        else if (b.type == BNB_OPTIM_LION) launch8<PT, GT, CAP, BNB_OPTIM_LION>(s, b, grid, vec);
+        else if (b.type == BNB_OPTIM_MOMENTUM) launch8<PT, GT, CAP, BNB_OPTIM_MOMENTUM>(s, b, grid, vec);
+        else launch8<PT, GT, CAP, -1>(s, b, grid, vec);
         break;
     }
     case MODE_32_VEC: k_upd32_vec<CAP><<<grid, THREADS, 0, s>>>(b); break;
