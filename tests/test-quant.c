@@ -140,6 +140,74 @@ static void test_maps(void) {
              "bnb_qsearch: 1 -> 255, -1 -> 0, 0 -> 127");
 }
 
+/* The direct bucket table of the CUDA quantize kernels (quant.h bnb_qd_*): the code it gives must equal the
+ * reference search (bnb_qsearch for the 8-bit maps, bnb_nf4_encode for NF4) at every bucket's ends, around every
+ * code change (+-4 ulps), at random points of each bucket, below the first bucket and at +-0. The emin values are
+ * the CUDA kernels' (src/cuda/quant-direct.cuh). */
+static int qd_ref(int which, const float *map, float y) {
+    return which == 3 ? bnb_nf4_encode(y) : bnb_qsearch(map, y, 0.f, false);
+}
+static void test_direct_table(void) {
+    static const struct { bnb_qmap map; int emin; const char *name; } cases[] = {
+        {BNB_QMAP_DYNAMIC_SIGNED, 104, "dynamic signed"},
+        {BNB_QMAP_DYNAMIC_UNSIGNED, 104, "dynamic unsigned"},
+        {BNB_QMAP_LINEAR_UNSIGNED, 104, "linear unsigned"},
+        {BNB_QMAP_NF4, 122, "nf4"}};
+    tc_rng r;
+    tc_rng_seed(&r, 23);
+    for (int w = 0; w < 4; w++) {
+        float map[256] = {0};
+        if (w < 3 && bnb_qmap_fill(cases[w].map, map) != BNB_OK) continue;
+        const int emin = cases[w].emin, nq = BNB_QD_NQ(emin);
+        uint32_t *tab = tc_malloc((size_t)(2 * nq) * sizeof(uint32_t));
+        bool built = w == 3 ? bnb_qd_build(bnb_qd_code_nf4, NULL, emin, tab)
+                            : bnb_qd_build(bnb_qd_code_map, map, emin, tab);
+        if (!tc_check(built, "direct table %s builds", cases[w].name)) {
+            free(tab);
+            continue;
+        }
+        const float tiny = bnb_qt_bits_f((uint32_t)emin << 23);
+        long long n = 0, bad = 0;
+#define QD_PROBE(yv)                                                                                                  \
+    do {                                                                                                              \
+        const float y_ = (yv);                                                                                        \
+        const int got = (int)((bnb_qd_word(tab, y_, emin, tiny) >> 16) & 0xffu);                                      \
+        n++;                                                                                                          \
+        if (got != qd_ref(w, map, y_) && bad++ < 5)                                                                   \
+            fprintf(stderr, "  %s: y = %a: table %d, search %d\n", cases[w].name, (double)y_, got, qd_ref(w, map, y_)); \
+    } while (0)
+        for (int side = 0; side < 2; side++) {
+            const float sg = side ? -1.f : 1.f;
+            QD_PROBE(sg * 0.0f);
+            QD_PROBE(sg * bnb_qt_bits_f(1u));
+            QD_PROBE(sg * tiny * 0.5f);
+            for (int i = 0; i < nq; i++) {
+                const uint32_t lo = ((uint32_t)emin << 23) + ((uint32_t)i << 16);
+                const int c0 = qd_ref(w, map, sg * bnb_qt_bits_f(lo));
+                uint32_t a = 0, b = 0xffffu; /* the bucket's code change, if any, by bisection on the reference */
+                if (qd_ref(w, map, sg * bnb_qt_bits_f(lo | 0xffffu)) != c0) {
+                    while (b - a > 1) {
+                        const uint32_t mid = (a + b) / 2;
+                        if (qd_ref(w, map, sg * bnb_qt_bits_f(lo | mid)) == c0) a = mid;
+                        else b = mid;
+                    }
+                    for (int d = -4; d <= 4; d++) {
+                        const int64_t off = (int64_t)b + d;
+                        if (off >= 0 && off <= 0xffff) QD_PROBE(sg * bnb_qt_bits_f(lo | (uint32_t)off));
+                    }
+                }
+                QD_PROBE(sg * bnb_qt_bits_f(lo));
+                QD_PROBE(sg * bnb_qt_bits_f(lo | 0xffffu));
+                for (int k = 0; k < 4; k++) QD_PROBE(sg * bnb_qt_bits_f(lo | (tc_rng_next(&r) & 0xffffu)));
+            }
+        }
+        for (int k = 0; k < 200000; k++) QD_PROBE(tc_rand_range(&r, -1.999f, 1.999f));
+#undef QD_PROBE
+        tc_check(bad == 0, "direct table %s == reference search at %lld probes (%lld differ)", cases[w].name, n, bad);
+        free(tab);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------ graph runs */
 typedef struct qrun {
     uint8_t *raw;   /* the quantized tensor's storage */
@@ -727,6 +795,7 @@ int main(int argc, char **argv) {
     int rc = tc_open_backends(argc, argv, &bl, 2);
     if (rc) return rc;
     test_maps();
+    test_direct_table();
     for (int i = 0; i < bl.n; i++) {
         g_be = bl.be[i];
         printf("backend %s\n", bnb_backend_name(g_be));
