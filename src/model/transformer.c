@@ -287,7 +287,10 @@ bnb_status bnb_model_fuse_weights(bnb_model *m) {
     if (m->fused != 0) return BNB_OK;
     const char *env = getenv("BNB_DECODE_FUSE");
     const bnb_type t = m->layers[0].wq->type;
-    if ((env && strcmp(env, "0") == 0) || (t != BNB_TYPE_F32 && t != BNB_TYPE_F16 && t != BNB_TYPE_I8_ROW)) {
+    /* the CPU gains nothing per token from the fused copies (same work, no launches to save) but pays for them */
+    const bool forced = env && strcmp(env, "1") == 0; /* BNB_DECODE_FUSE=1: also on the CPU (tests) */
+    if ((env && strcmp(env, "0") == 0) || (bnb_backend_is_cpu(m->backend) && !forced) ||
+        (t != BNB_TYPE_F32 && t != BNB_TYPE_F16 && t != BNB_TYPE_I8_ROW)) {
         m->fused = -1;
         return BNB_OK;
     }
@@ -347,6 +350,10 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         env = getenv("BNB_DECODE_DIRECT");
         m->decode_direct = bnb_backend_is_cpu(m->backend) && !(env && strcmp(env, "0") == 0);
     }
+    if (m->decode_graphs && m->fused == 0) { /* at the first eval (the prefill): the first decode step is not made */
+        bnb_status st = bnb_model_fuse_weights(m); /* slow by it (set_weight drops the decode graph and the copies) */
+        if (st != BNB_OK) return st;
+    }
     if (n == 1 && m->decode_graphs) {
         /* positions grow in buckets of gran: one graph (and one CUDA-graph capture) per bucket. The CPU pays for
          * every masked position, so it uses small buckets; the GPU hardly notices them but pays per capture. */
@@ -354,17 +361,12 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         int64_t want = BNB_MIN(m->n_ctx, (BNB_MAX(n_past, 1) + gran - 1) / gran * gran);
         if (m->decode_direct) want = BNB_MIN(want, m->n_ctx - 1); /* direct: reads 1 .. want + 1 */
         bnb_model_graph *d = &m->decoded;
-        if (d->graph && (d->n_kv != want || d->gran != gran || m->fused == 0)) {
+        if (d->graph && (d->n_kv != want || d->gran != gran)) {
             bnb_status st = bnb_model_decode_flush(m, d); /* the last token's K/V, before the graph goes */
             if (st != BNB_OK) {
                 bnb_model_graph_release(d);
                 return st;
             }
-        }
-        if (m->fused == 0) {
-            bnb_model_graph_release(d); /* built without the fused weights */
-            bnb_status st = bnb_model_fuse_weights(m);
-            if (st != BNB_OK) return st;
         }
         if (!d->graph || d->n_kv != want || d->gran != gran) {
             bnb_model_graph_release(d);

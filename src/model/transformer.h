@@ -71,7 +71,8 @@ struct bnb_model {
     bnb_model_graph decoded; /* one-token evals */
     int decode_graphs;       /* -1 unknown, 0 off (BNB_DECODE_GRAPH=0: rebuild per token, for comparisons), 1 on */
     bool decode_direct;      /* CPU (BNB_DECODE_DIRECT=0: the slot + commit scheme of the GPU, for tests) */
-    int fused;               /* 0 not tried, 1 layers[].w_qkv / w_gu made, -1 not made (BNB_DECODE_FUSE=0, nf4) */
+    int fused;               /* 0 not tried, 1 layers[].w_qkv / w_gu made, -1 not made (CPU unless
+                              * BNB_DECODE_FUSE=1, BNB_DECODE_FUSE=0, nf4) */
     bnb_context *fctx;       /* the fused weights */
     bnb_buffer *fbuf;
 };
