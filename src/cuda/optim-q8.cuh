@@ -1,0 +1,237 @@
+/* 8-bit optimizer states on CUDA, the parts of src/cuda/optim.cu's k_upd8 that do not depend on the update: the
+ * table-guided re-quantization (host-checked block BEGIN-QF..END-QF), the state maps in shared memory and their
+ * set-up, and the loads / stores of a thread's 16 elements and codes. Included by optim.cu only (needs its
+ * THREADS, Q_PER, finite_f, to_f / from_f, MUL). */
+#ifndef BNB_CUDA_OPTIM_Q8_CUH
+#define BNB_CUDA_OPTIM_Q8_CUH
+
+/* Re-quantization: the nearest code of y = v / absmax (bnb_optim_quantize_code) from a table, not a search.
+ * For a sorted finite map, the code before the sign rule is a nondecreasing step function of y: code0(y) = number of
+ * thresholds T[k] < y (k = 0..254), T[k] = the largest float t in [map[k], map[k+1]] with (t - map[k]) <=
+ * (map[k+1] - t), the CPU's tie rule evaluated in f32 (a monotone predicate, so T[k] is well defined and found exactly
+ * by a midpoint guess checked against its neighbour, or a bisection over the float ordering). Buckets by the bits of y
+ * (sign, 23 binades below 1 with 2^QF_M buckets each, one centre bucket for |y| < 2^-23 and +-0, one outer bucket each
+ * side for everything else, NaN included) hold a = number of thresholds below the bucket and h = number inside; if
+ * h <= 2 the code is a + (T[a] < y) + (T[a+1] < y) (one 8-byte load), else (outer buckets, crowded buckets) a
+ * 8-step search over T. Maps that are not sorted and finite take bnb_optim_quantize_code itself.
+ * The block between BEGIN-QF and END-QF is also compiled as C by a host check (~1e8 values compared with
+ * bnb_optim_quantize_code), so it uses only QF_HD functions and plain f32 subtractions (no products to contract). */
+#define QF_HD __host__ __device__ __forceinline__
+/* BEGIN-QF */
+#define QF_M 6                           /* mantissa bits per bucket */
+#define QF_E 23                          /* binades below 1 with their own buckets */
+#define QF_KMAX ((QF_E << QF_M) + 1)     /* magnitude key of 1.0 */
+#define QF_C (QF_KMAX + 1)               /* index of the centre bucket */
+#define QF_NB (2 * QF_C + 1)             /* bucket count; 0 and QF_NB - 1 are the outer buckets */
+#define QF_K 2                           /* thresholds a bucket may hold for the table path */
+#define QF_SEG ((QF_NB + 255) / 256)     /* buckets per thread in the table build */
+
+QF_HD uint32_t qf_f2u(float x) {
+    union { float f; uint32_t u; } c;
+    c.f = x;
+    return c.u;
+}
+QF_HD float qf_u2f(uint32_t u) {
+    union { float f; uint32_t u; } c;
+    c.u = u;
+    return c.f;
+}
+/* Order-preserving key of a float (-0 just below +0). */
+QF_HD uint32_t qf_key(float x) {
+    uint32_t u = qf_f2u(x);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+QF_HD float qf_unkey(uint32_t k) { return qf_u2f((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k); }
+QF_HD int qf_pred(float t, float lo, float hi) { return (t - lo) <= (hi - t); }
+
+/* Largest float t in [lo, hi] with qf_pred (lo <= hi, both finite: qf_pred(lo) holds). */
+QF_HD float qf_threshold(float lo, float hi) {
+    if (qf_pred(hi, lo, hi)) return hi;
+    float t = (float)(((double)lo + (double)hi) * 0.5);
+    if (!(t >= lo && t <= hi)) t = lo;
+    for (int s = 0; s < 6; s++) {
+        if (!qf_pred(t, lo, hi)) {
+            t = qf_unkey(qf_key(t) - 1u);
+            continue;
+        }
+        float u = qf_unkey(qf_key(t) + 1u);
+        if (!qf_pred(u, lo, hi)) return t;
+        t = u;
+    }
+    uint32_t a = qf_key(lo), b = qf_key(hi); /* pred at a, not at b */
+    while (b - a > 1u) {
+        uint32_t m = a + (b - a) / 2u;
+        if (qf_pred(qf_unkey(m), lo, hi)) a = m;
+        else b = m;
+    }
+    return qf_unkey(a);
+}
+
+/* Bucket of y: nondecreasing in y's value (+-0 and |y| < 2^-24 share the centre one). */
+QF_HD int qf_bucket(float y) {
+    uint32_t u = qf_f2u(y);
+    int k = (int)((u & 0x7fffffffu) >> (23 - QF_M)) - ((127 - QF_E) << QF_M) + 1;
+    k = k < 0 ? 0 : (k > QF_KMAX + 1 ? QF_KMAX + 1 : k);
+    return (u >> 31) ? QF_C - k : QF_C + k;
+}
+
+/* Number of T[0..254] < y (T sorted; the whole code0 for any y, NaN included: 0). */
+QF_HD int qf_search(const float *T, int stride, float y) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += T[stride * (i + step - 1)] < y ? step : 0;
+    return i;
+}
+
+/* The sign rule of bnb_optim_quantize_code for a sorted map with zneg negative values. */
+QF_HD int qf_sign_rule(int c, float value, int zneg) {
+    int c0 = c;
+    c -= (value < 0.0f && c == zneg && zneg > 0) ? 1 : 0;
+    c += (value > 0.0f && c0 < zneg && c < 255) ? 1 : 0;
+    return c;
+}
+/* END-QF */
+
+/* A state map in shared memory: the sorted values (dequantize), the thresholds as pairs (T[a], T[a+1]) and the
+ * bucket table (a | h << 8). */
+struct qmap_sh {
+    float map[256];
+    float2 T2[256];
+    int tab[QF_SEG * 256];
+};
+#define QG 8 /* values re-quantized together (two halves of a thread's 16) */
+
+/* Sets up nm (1 or 2) maps (wsum: 16 ints of shared memory): all THREADS threads call it. Returns whether the maps are sorted and finite (else the
+ * tables are not built and the callers use bnb_optim_quantize_code); zneg[q]: count of negative values. */
+template <int nm> __device__ __forceinline__ bool qmap_setup(qmap_sh *s, const float *const *map, int *zneg, int *wsum) {
+    const int k = threadIdx.x;
+    bool ok = true;
+    for (int q = 0; q < nm; q++) {
+        float m = map[q][k];
+        s[q].map[k] = m;
+        ok = ok && finite_f(m);
+#pragma unroll
+        for (int j = 0; j < QF_SEG; j++) s[q].tab[QF_SEG * k + j] = 0;
+    }
+    __syncthreads();
+    for (int q = 0; q < nm; q++) ok = ok && (k == 255 || s[q].map[k] <= s[q].map[k + 1]);
+    const bool fast = __syncthreads_and(ok);
+    for (int q = 0; q < nm; q++) zneg[q] = __syncthreads_count(s[q].map[k] < 0.f);
+    if (!fast) return false;
+    const float inf = __int_as_float(0x7f800000);
+    for (int q = 0; q < nm; q++) {
+        float T = k < 255 ? qf_threshold(s[q].map[k], s[q].map[k + 1]) : inf;
+        s[q].T2[k].x = T;
+        if (k > 0) s[q].T2[k - 1].y = T;
+        if (k == 255) s[q].T2[255].y = inf;
+        if (k < 255) atomicAdd(&s[q].tab[qf_bucket(T)], 1);
+    }
+    __syncthreads();
+    /* exclusive scan of the counts: QF_SEG consecutive buckets per thread, then across threads */
+    const int lane = k & 31, warp = k >> 5;
+    int h[nm][QF_SEG], tot[nm];
+    for (int q = 0; q < nm; q++) {
+        tot[q] = 0;
+#pragma unroll
+        for (int j = 0; j < QF_SEG; j++) h[q][j] = s[q].tab[QF_SEG * k + j], tot[q] += h[q][j];
+        int x = tot[q];
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            int y = __shfl_up_sync(0xffffffffu, x, o);
+            x += lane >= o ? y : 0;
+        }
+        if (lane == 31) wsum[q * 8 + warp] = x;
+        tot[q] = x - tot[q]; /* exclusive within the warp */
+    }
+    __syncthreads();
+    for (int q = 0; q < nm; q++) {
+        int a = tot[q];
+        for (int w = 0; w < warp; w++) a += wsum[q * 8 + w];
+#pragma unroll
+        for (int j = 0; j < QF_SEG; j++) {
+            int b = QF_SEG * k + j, hh = h[q][j] > 255 ? 255 : h[q][j];
+            if (b == 0 || b >= QF_NB - 1) hh = 255; /* outer buckets: always the search */
+            s[q].tab[b] = a | hh << 8;
+            a += h[q][j];
+        }
+    }
+    __syncthreads();
+    return true;
+}
+
+
+/* Loads Q_PER values of type T at i (cnt valid) as floats; vec: one or more 16-byte loads. */
+__device__ __forceinline__ void ld16(const float *x, int64_t i, int cnt, bool vec, float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 4; q++) {
+            float4 v = *(const float4 *)(x + i + 4 * q);
+            o[4 * q] = v.x, o[4 * q + 1] = v.y, o[4 * q + 2] = v.z, o[4 * q + 3] = v.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) o[k] = k < cnt ? x[i + k] : 0.f;
+    }
+}
+template <typename T> __device__ __forceinline__ void ld16(const T *x, int64_t i, int cnt, bool vec, float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 8; q++) {
+            uint4 v = *(const uint4 *)(x + i + 8 * q);
+            const T *e = (const T *)&v;
+#pragma unroll
+            for (int k = 0; k < 8; k++) o[8 * q + k] = to_f(e[k]);
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) o[k] = k < cnt ? to_f(x[i + k]) : 0.f;
+    }
+}
+__device__ __forceinline__ void st16(float *x, int64_t i, int cnt, bool vec, const float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 4; q++)
+            *(float4 *)(x + i + 4 * q) = make_float4(o[4 * q], o[4 * q + 1], o[4 * q + 2], o[4 * q + 3]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++)
+            if (k < cnt) x[i + k] = o[k];
+    }
+}
+template <typename T> __device__ __forceinline__ void st16(T *x, int64_t i, int cnt, bool vec, const float *o) {
+    if (vec && cnt == Q_PER) {
+#pragma unroll
+        for (int q = 0; q < Q_PER / 8; q++) {
+            uint4 v;
+            T *e = (T *)&v;
+#pragma unroll
+            for (int k = 0; k < 8; k++) e[k] = from_f<T>(o[8 * q + k]);
+            *(uint4 *)(x + i + 8 * q) = v;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++)
+            if (k < cnt) x[i + k] = from_f<T>(o[k]);
+    }
+}
+
+/* 16 codes as 4 words (byte k in word k / 4, bits 8 (k % 4)); all indices compile-time, so no local memory. */
+__device__ __forceinline__ uint32_t code_at(const uint4 &v, int k) {
+    uint32_t w = (k >> 2) == 0 ? v.x : (k >> 2) == 1 ? v.y : (k >> 2) == 2 ? v.z : v.w;
+    return (w >> (8 * (k & 3))) & 0xffu;
+}
+__device__ __forceinline__ uint4 ld_codes(const uint8_t *c, int64_t i, int cnt, bool vec) {
+    if (vec && cnt == Q_PER) return *(const uint4 *)(c + i); /* codes 16-byte aligned (vec), i % 16 == 0 */
+    uint32_t w[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++)
+        if (k < cnt) w[k >> 2] |= (uint32_t)c[i + k] << (8 * (k & 3));
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/* Dequantize 16 codes. */
+__device__ __forceinline__ void deq16(const qmap_sh &s, uint4 cv, float am, float *o) {
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++) o[k] = MUL(s.map[code_at(cv, k)], am);
+}
+
+#endif
