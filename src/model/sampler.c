@@ -92,11 +92,38 @@ static void sift_down(cand *h, int32_t k, int32_t i) {
 static void top_k_select(cand *c, int32_t n, int32_t k) {
     for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int32_t j = k; j < n; j++)
-        if (cand_desc(&c[j], &c[0]) < 0) { /* better than the worst kept */
+        if (cand_desc(&c[j], &c[0]) < 0) { /* better than the worst kept: swap (c stays a permutation) */
+            cand t = c[0];
             c[0] = c[j];
+            c[j] = t;
             sift_down(c, k, 0);
         }
     qsort(c, (size_t)k, sizeof(cand), cand_desc);
+}
+
+/* No top-k but a top-p cut: sort only a prefix long enough to hold top_p of the probability mass (a growing top-k
+ * selection), not all n candidates. Returns the prefix length (c[0..len) sorted best first) and in *total the
+ * softmax denominator over all n; returns n (everything sorted, *total untouched) when no shorter prefix does. */
+static int32_t top_p_prefix(cand *c, int32_t n, float top_p, double *total) {
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n; i++) mx = c[i].logit > mx ? c[i].logit : mx;
+    if (isfinite(mx)) {
+        double tot = 0;
+        for (int32_t i = 0; i < n; i++) tot += expf(c[i].logit - mx);
+        for (int32_t len = 256; len < n / 2; len *= 4) {
+            top_k_select(c, n, len);
+            double cum = 0;
+            for (int32_t i = 0; i < len; i++) {
+                cum += expf(c[i].logit - mx) / tot;
+                if (cum >= top_p) {
+                    *total = tot;
+                    return len;
+                }
+            }
+        }
+    }
+    qsort(c, (size_t)n, sizeof(cand), cand_desc);
+    return n;
 }
 
 int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
@@ -125,7 +152,9 @@ int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
         if (!isnan(l[i])) s->cands[n++] = (cand){l[i] / s->p.temperature, i};
     if (n == 0) return 0;
     int32_t k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
+    double total = 0; /* > 0: the softmax denominator over all n when only a sorted prefix of k is kept */
     if (k < n) top_k_select(s->cands, n, k); /* the best k first, in cand_desc order: O(n log k) */
+    else if (s->p.top_p < 1.f) k = top_p_prefix(s->cands, n, s->p.top_p, &total);
     else qsort(s->cands, (size_t)n, sizeof(cand), cand_desc);
     /* softmax over the k candidates (sorted descending), then the top-p cut */
     const float mx = s->cands[0].logit;
@@ -134,6 +163,7 @@ int32_t bnb_sampler_sample(bnb_sampler *s, const float *logits) {
         s->work[i] = expf(s->cands[i].logit - mx);
         sum += s->work[i];
     }
+    if (total > 0) sum = total;
     int32_t keep = k;
     if (s->p.top_p < 1.f) {
         double cum = 0;
