@@ -343,10 +343,10 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 
 /* A CTA sets up the state maps (tables) once, then updates R8 chunks of CHUNK8 elements of its tensor. Per chunk each
  * thread takes its 16 elements (param, grad, codes of each state), updates them in f32 and re-quantizes; 16 threads
- * share a 256-element block's absmax. F32 param and grad (16-byte aligned, full 16 elements): the thread's data come
- * through its own shared-memory slots (lane-interleaved: conflict-free 16-byte reads), copied asynchronously: chunk 0
- * while the tables are built, chunk r + 1 while chunk r is re-quantized. Otherwise plain loads. No barrier inside the
- * chunk loop. */
+ * share a 256-element block's absmax. No barrier inside the chunk loop. pf (variant 1, off by default: measured
+ * slower): f32 param and grad, 16-byte aligned, full 16 elements: the thread's data come through its own shared-memory
+ * slots (lane-interleaved: conflict-free 16-byte reads), copied asynchronously: chunk 0 while the tables are built,
+ * chunk r + 1 while chunk r is re-quantized. Otherwise plain loads. */
 /* OT: the optimizer type as a compile-time constant (specialised kernels: one update body, small code), or -1 (any
  * type, switch at run time). */
 template <typename PT, typename GT, int CAP, int OT, int MINB>
