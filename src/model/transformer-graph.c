@@ -244,10 +244,9 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     }
     g->n_kv = n_kv;
     g->gran = gran;
-    g->mask_base = BNB_MAX(0, n_kv - gran);
-    g->io = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, 3), "decode_io"));
-    g->mask_rows = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, n_kv + 1, gran + 1), "mask_rows"));
-    CHECK(g->io && g->mask_rows);
+    g->io = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_I32, 2), "decode_io"));
+    g->mask_line = bnb_set_input(bnb_set_name(bnb_new_tensor_1d(ctx, BNB_TYPE_F32, 2 * (n_kv + 1)), "mask_line"));
+    CHECK(g->io && g->mask_line);
     bnb_tensor *x_in = NULL, *mask_in = NULL; /* slot scheme: written by the commit graph */
     if (!g->direct) {
         x_in = bnb_set_input(bnb_set_name(bnb_new_tensor_2d(ctx, BNB_TYPE_F32, m->cfg.n_embd, 1), "x_in"));
@@ -257,24 +256,24 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     g->inputs = bnb_backend_alloc_tensors(m->backend, ctx);
     CHECK(g->inputs);
     {
-        float *rows = malloc((size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
-        if (!rows) return bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory");
-        /* visible, for n_past = base + j: the first n_past + 1 of the n_kv + 1 read: slot 0 and indices 1 .. n_past
-         * (direct: indices 1 .. n_past + 1) */
-        for (int64_t j = 0; j <= gran; j++)
-            for (int64_t i = 0; i <= n_kv; i++) rows[j * (n_kv + 1) + i] = i <= g->mask_base + j ? 0.f : -INFINITY;
-        st = bnb_tensor_set(g->mask_rows, rows, 0, (size_t)((n_kv + 1) * (gran + 1)) * sizeof(float));
-        free(rows);
+        /* n_kv + 1 zeros, then n_kv + 1 times -inf: the n_kv + 1 values from n_kv - n_past on show the first
+         * n_past + 1 entries read (slot 0 and indices 1 .. n_past; direct: indices 1 .. n_past + 1) */
+        float *line = malloc((size_t)(2 * (n_kv + 1)) * sizeof(float));
+        if (!line) return bnb_fail(BNB_ERR_OOM, "bnb_model_eval: out of host memory");
+        for (int64_t i = 0; i < 2 * (n_kv + 1); i++) line[i] = i <= n_kv ? 0.f : -INFINITY;
+        st = bnb_tensor_set(g->mask_line, line, 0, (size_t)(2 * (n_kv + 1)) * sizeof(float));
+        free(line);
         if (st != BNB_OK) return st;
     }
     const size_t e = sizeof(int32_t);
     g->tokens = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, 0);
     g->pos = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, e);
-    bnb_tensor *row = bnb_view(ctx, g->io, 1, (const int64_t[]){1}, (const size_t[]){e}, 2 * e);
-    CHECK(g->tokens && g->pos && row);
+    /* its offset is set per token; direct: read by the graph, else copied into mask_in by the commit graph */
+    g->m_src = bnb_view(ctx, g->mask_line, 2, (const int64_t[]){n_kv + 1, 1},
+                        (const size_t[]){sizeof(float), (size_t)(n_kv + 1) * sizeof(float)}, 0);
+    CHECK(g->tokens && g->pos && g->m_src);
     /* F32 [n_kv + 1, 1]: broadcast over heads */
-    bnb_tensor *mask = g->direct ? bnb_get_rows(ctx, g->mask_rows, row) : mask_in;
-    CHECK(mask);
+    bnb_tensor *mask = g->direct ? g->m_src : mask_in;
     st = build_body(m, g, 1, n_kv, false, mask, n_kv, x_in);
     if (st != BNB_OK) return st;
     if (g->direct) {
@@ -297,9 +296,7 @@ bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran
     CHECK(g->k_cpy && g->v_cpy);
     const bnb_tensor *E = m->tok_embd;
     g->e_src = bnb_view(ctx, m->tok_embd, 2, (const int64_t[]){E->ne[0], 1}, (const size_t[]){E->nb[0], E->nb[1]}, 0);
-    g->m_src = bnb_view(ctx, g->mask_rows, 2, (const int64_t[]){n_kv + 1, 1},
-                        (const size_t[]){g->mask_rows->nb[0], g->mask_rows->nb[1]}, 0);
-    CHECK(g->e_src && g->m_src);
+    CHECK(g->e_src);
     bnb_tensor *e_cpy = bnb_cpy(ctx, g->e_src, x_in), *m_cpy = bnb_cpy(ctx, g->m_src, mask_in);
     CHECK(e_cpy && m_cpy);
     st = bnb_graph_build(g->commit, g->k_cpy);
@@ -364,17 +361,17 @@ bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token
         g_prof.on = env && strcmp(env, "1") == 0;
     }
     double t0 = g_prof.on ? prof_now() : 0, t1 = 0, t3 = 0;
-    if (!g->decode || n_past > g->n_kv || n_past < g->mask_base || n_past + 1 > m->n_ctx)
-        return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [%lld, "
-                        "%lld]", (long long)n_past, (long long)g->mask_base, (long long)g->n_kv);
-    const int32_t io[3] = {token, (int32_t)n_past, (int32_t)(n_past - g->mask_base)};
+    if (!g->decode || n_past > g->n_kv || n_past + 1 > m->n_ctx)
+        return bnb_fail(BNB_ERR_INVALID_ARG, "bnb_model_eval: position %lld is outside the decode graph's [0, %lld]",
+                        (long long)n_past, (long long)g->n_kv);
+    const int32_t io[2] = {token, (int32_t)n_past};
+    g->m_src->view_offs = (size_t)(g->n_kv - n_past) * sizeof(float);
     for (int i = 0; i < g->n_patch; i++) /* direct: bnb_graph_compute re-derives the views' data */
         g->patch[i]->view_offs = g->patch_base[i] + (size_t)(n_past + 1) * g->patch_step[i];
     bnb_status st = bnb_tensor_set(g->io, io, 0, sizeof io);
     if (g_prof.on) t1 = prof_now();
     if (st == BNB_OK && !g->direct) {
         g->e_src->view_offs = (size_t)token * m->tok_embd->nb[1];
-        g->m_src->view_offs = (size_t)io[2] * g->mask_rows->nb[1];
         st = run_commit(m, g);
     }
     const double tc = g_prof.on ? prof_now() : 0;

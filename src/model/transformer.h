@@ -17,23 +17,23 @@ typedef struct bnb_model_layer {
  * Decode graphs (one token) are reused across tokens: their structure does not depend on the position, so the CUDA
  * backend captures them once and replays them. The new key/value go to the cache's slot 0 (a fixed address), the
  * attention reads slot 0 and cache positions 0 .. n_kv-1 (indices 1 .. n_kv) with an additive mask hiding the
- * positions >= n_past, and a small second graph (`commit`, one CPY for K and one for V, all layers at once) moves
- * slot 0 to index n_past + 1 afterwards. The mask is a row of `mask_rows` picked by get_rows with an index that
- * comes in with the token and the position (one host->device copy per token). */
+ * positions >= n_past, and a small plain graph (`commit`, run before the next step) moves slot 0 to index n_past + 1
+ * for all layers at once. The mask is a window of `mask_line` whose offset follows n_past; the position comes in
+ * with the token (one host->device copy per token). */
 typedef struct bnb_model_graph {
     bnb_context *ctx;
     bnb_graph *graph;
-    bnb_buffer *inputs; /* tokens + positions (+ decode: mask table) */
+    bnb_buffer *inputs; /* tokens + positions (decode: io, mask_line, x_in, mask_in) */
     bnb_tensor *tokens, *pos, *logits;
     int64_t n, n_past;
     bool all_logits;
     /* decode graphs only */
     bool decode;
-    bnb_tensor *io;        /* I32 [3]: token, position, mask row (tokens, pos are views of it) */
-    bnb_tensor *mask_rows; /* F32 [n_kv + 1, gran + 1]: row j = the mask for n_past = mask_base + j */
-    int64_t n_kv, gran, mask_base;
+    bnb_tensor *io;        /* I32 [2]: token, position (tokens, pos are views of it) */
+    bnb_tensor *mask_line; /* F32 [2 (n_kv + 1)]: zeros, then -inf; the mask is a window of it (m_src) */
+    int64_t n_kv, gran;
     /* `commit`, run before the decode graph: slot 0 -> index n_past + 1 of every layer's K and V for the previous
-     * token (or slot 0 onto itself when none is due), the token's embedding row -> x_in, the mask row -> mask_in;
+     * token (or slot 0 onto itself when none is due), the token's embedding row -> x_in, the mask window -> mask_in;
      * plain copies whose source / destination offsets are set per token. The decode graph itself then has no
      * get_rows, whose index check would cost a device sync per token. */
     bnb_graph *commit;
@@ -87,7 +87,7 @@ bnb_tensor *bnb_model_linear(bnb_context *ctx, const bnb_model *m, bnb_tensor *w
 bnb_status bnb_model_build_graph(bnb_model *m, int64_t n, int64_t n_past, bool all_logits, bnb_model_graph *g);
 /* The reusable one-token graph for positions up to n_kv (see bnb_model_graph), mask rows of gran + 1. */
 bnb_status bnb_model_build_decode_graph(bnb_model *m, int64_t n_kv, int64_t gran, bnb_model_graph *g);
-/* One token through a decode graph at n_past (n_past <= g->n_kv, n_past >= g->mask_base); logits out. */
+/* One token through a decode graph at n_past (n_past <= g->n_kv); logits out. */
 bnb_status bnb_model_decode_step(bnb_model *m, bnb_model_graph *g, int32_t token, int64_t n_past, float *logits);
 /* Run the decode graph's due commit, if any (before anything else reads or writes the cache). */
 bnb_status bnb_model_decode_flush(bnb_model *m, bnb_model_graph *g);
