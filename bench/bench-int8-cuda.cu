@@ -165,23 +165,32 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
     return bench_median(runs, 3);
 }
 
-/* The many-token path twice: BNB_INT8_GEMM=wgmma (the fused sm_90a GEMM where the device has it) and =lt
- * (cuBLASLt int32 GEMM + epilogue kernel). Both epilogues do the same float ops on the same int32 dot products,
- * so the outputs must be bitwise equal; returns the number of differing outputs (-1: a run failed). */
-static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double *ms_new, double *ms_lt) {
+/* The many-token path with BNB_INT8_GEMM=lt (cuBLASLt int32 GEMM + epilogue kernel) and with =wgmma (the fused
+ * sm_90a GEMM where the device has it) in each kernel variant (BNB_INT8_SM90_VAR 0-3). Both epilogues do the same
+ * float ops on the same int32 dot products, so the outputs must be bitwise equal: bad = differing outputs summed
+ * over the variants (-1: a run failed). */
+#define N_VAR 4
+static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double ms_var[N_VAR], double *ms_lt) {
     float *a = (float *)malloc((size_t)T * O * 4), *b = (float *)malloc((size_t)T * O * 4);
     double err = 0;
     long bad = -1;
     if (!a || !b) goto out;
-    setenv("BNB_INT8_GEMM", "wgmma", 1);
-    *ms_new = time_int8(be, T, K, O, reps, &err, a);
     setenv("BNB_INT8_GEMM", "lt", 1);
     *ms_lt = time_int8(be, T, K, O, reps, &err, b);
-    unsetenv("BNB_INT8_GEMM");
-    if (*ms_new < 0 || *ms_lt < 0) goto out;
+    if (*ms_lt < 0) goto out;
     bad = 0;
-    for (size_t i = 0; i < (size_t)T * O; i++) bad += memcmp(&a[i], &b[i], 4) != 0;
+    setenv("BNB_INT8_GEMM", "wgmma", 1);
+    for (int v = 0; v < N_VAR && bad >= 0; v++) {
+        char vs[4];
+        snprintf(vs, sizeof vs, "%d", v);
+        setenv("BNB_INT8_SM90_VAR", vs, 1);
+        ms_var[v] = time_int8(be, T, K, O, reps, &err, a);
+        if (ms_var[v] < 0) bad = -1;
+        for (size_t i = 0; bad >= 0 && i < (size_t)T * O; i++) bad += memcmp(&a[i], &b[i], 4) != 0;
+    }
 out:
+    unsetenv("BNB_INT8_GEMM");
+    unsetenv("BNB_INT8_SM90_VAR");
     free(a);
     free(b);
     return bad;
@@ -238,14 +247,15 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
     /* A/B of the many-token GEMM paths, plus shapes that are not multiples of the 128 x 256 x 128 tile */
     const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
                          {129, 4096, 520}, {77, 208, 36}};
-    printf("\nGEMM paths (BNB_INT8_GEMM=wgmma vs lt), outputs compared bitwise\n%6s %6s %6s | %9s %9s | %s\n",
-           "tokens", "in", "out", "wgmma ms", "lt ms", "outputs differing");
+    printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs wgmma variants (BNB_INT8_SM90_VAR: bit 0 grouped tile order, "
+           "bit 1 tile stores via shared memory), outputs compared bitwise\n%6s %6s %6s | %9s | %9s %9s %9s %9s | %s\n",
+           "tokens", "in", "out", "lt ms", "var0", "var1", "var2", "var3", "outputs differing");
     int fails = 0;
     for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++) {
-        double mn = 0, ml = 0;
-        const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, &mn, &ml);
-        printf("%6d %6d %6d | %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2], mn, ml, bad,
-               bad != 0 ? "  MISMATCH" : "");
+        double mv[N_VAR] = {0}, ml = 0;
+        const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, mv, &ml);
+        printf("%6d %6d %6d | %9.4f | %9.4f %9.4f %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2], ml, mv[0], mv[1],
+               mv[2], mv[3], bad, bad != 0 ? "  MISMATCH" : "");
         fails += bad != 0;
     }
     /* where the sm_90a kernel's time goes (BNB_INT8_SM90_MODE: measurement modes with wrong outputs) */

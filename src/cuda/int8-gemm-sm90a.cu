@@ -8,7 +8,12 @@
  * stored; K past kdim likewise, so any shape works as long as the row strides are multiples of 16 bytes.
  *
  * This file is compiled for sm_90a as well as the project's architectures; only the sm_90a pass
- * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded. */
+ * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded.
+ *
+ * Status (docs/perf-int8-cuda.md): exact (bitwise equal to the cuBLASLt path, test-int8 passes), main loop fast
+ * (0.41 ms at 4096 x 4096 x 16384 with the epilogue off), but the epilogue is not: 1.48 ms in all vs 0.63 ms for
+ * cuBLASLt + epilogue_kernel, so the path is opt-in (BNB_INT8_GEMM=wgmma). Variants 1-3 (BNB_INT8_SM90_VAR: grouped
+ * tile order, tile stores through shared memory) compile but have not run on a GPU yet. */
 #include "int8-gemm.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPoint, no -lcuda */
@@ -24,9 +29,14 @@
 #define G_A_BYTES (G_BM * G_BK)
 #define G_B_BYTES (G_BN * G_BK)
 #define G_STAGE_BYTES (G_A_BYTES + G_B_BYTES)
-#define G_SMEM (G_STAGES * G_STAGE_BYTES + 1024 /* align */ + 256 /* barriers */)
+#define G_GROUP 8 /* output tiles per group of the grouped tile order (variant bit 0) */
+#define G_TS 264  /* row stride (floats) of the output tile staged in shared memory (variant bit 1) */
+#define G_VAR_DEFAULT 0
+#define G_EPI_Q 8 /* outlier columns whose epilogue operands are staged in shared memory */
+#define G_EPI_BYTES ((2 * G_BN + G_EPI_Q * G_BN + G_BM * G_EPI_Q) * 4)
+#define G_SMEM (G_STAGES * G_STAGE_BYTES + 1024 /* align */ + 256 /* barriers */ + G_EPI_BYTES)
 #define G_THREADS 384
-#define G_DEFAULT_ON 0 /* the wgmma path is used by default only once it beats cuBLASLt + epilogue */
+#define G_DEFAULT_ON 0 /* opt-in (BNB_INT8_GEMM=wgmma) until it beats cuBLASLt + epilogue: run 3 1.48 vs 0.63 ms */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define G_SM90A 1
@@ -112,6 +122,29 @@ __device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t 
           "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
         : "l"(da), "l"(db), "r"(1));
 }
+/* Outlier sums for columns q >= q0 of one thread's 2 x 2 outputs, continuing e (same q order as epilogue_kernel).
+ * Not inlined: inside the 32-times unrolled epilogue this code made the kernel ~50 k instructions, and instruction
+ * fetch misses cost ~80 us per tile (run 2: 1.65 ms with the MMAs switched off, 0.41 ms with the epilogue off). */
+__device__ __noinline__ float4 outl_sums_rest(const epi_args &a, int q0, int t0, int t1, bool v0, bool v1, int o,
+                                              bool has1, float sw0, float sw1, float4 e) {
+    const int n = *a.count, ns = min(n, OUTL_CAP);
+    for (int q = q0; q < ns; q++) { /* staged in global memory */
+        const float w0 = a.wo_st[(size_t)q * a.Op + o], w1 = has1 ? a.wo_st[(size_t)q * a.Op + o + 1] : 0.f;
+        const float r0 = v0 ? a.r_st[(size_t)t0 * OUTL_CAP + q] : 0.f, r1 = v1 ? a.r_st[(size_t)t1 * OUTL_CAP + q] : 0.f;
+        e.x = __fmaf_rn(r0, w0, e.x), e.y = __fmaf_rn(r0, w1, e.y);
+        e.z = __fmaf_rn(r1, w0, e.z), e.w = __fmaf_rn(r1, w1, e.w);
+    }
+    for (int q = max(q0, OUTL_CAP); q < n; q++) { /* beyond the staged columns: gather directly (slow, correct) */
+        const int c = a.idx[q];
+        const float w0 = __fmul_rn((float)a.wq[(size_t)o * a.ldw + c], sw0);
+        const float w1 = has1 ? __fmul_rn((float)a.wq[(size_t)(o + 1) * a.ldw + c], sw1) : 0.f;
+        const float r0 = v0 ? outl_residual(a, t0, q, c) : 0.f, r1 = v1 ? outl_residual(a, t1, q, c) : 0.f;
+        e.x = __fmaf_rn(r0, w0, e.x), e.y = __fmaf_rn(r0, w1, e.y);
+        e.z = __fmaf_rn(r1, w0, e.z), e.w = __fmaf_rn(r1, w1, e.w);
+    }
+    return e;
+}
+
 #endif /* G_SM90A */
 
 __global__ void int8_sm90a_probe_kernel(int *out) {
@@ -125,13 +158,20 @@ __global__ void int8_sm90a_probe_kernel(int *out) {
 /* Grid: x = token tiles (fastest, so neighbouring blocks share the weight tile in L2), y = output tiles. */
 __global__ void __launch_bounds__(G_THREADS, 1)
     int8_gemm_sm90a_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
-                           const epi_args a, int kblocks, int mode) {
+                           const __grid_constant__ epi_args a, int kblocks, int flags) {
 #ifdef G_SM90A
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *bars = (uint64_t *)(smem + G_STAGES * G_STAGE_BYTES); /* full[G_STAGES], empty[G_STAGES] */
     const uint32_t s_base = smem_u32(smem), bar_base = smem_u32(bars);
-    const int m0 = blockIdx.x * G_BM, n0 = blockIdx.y * G_BN;
+    const int mode = flags & 3, var = flags >> 2;
+    int mt = blockIdx.x, nt = blockIdx.y;
+    if (var & 1) { /* 1-D grid in groups of G_GROUP output tiles, output tiles fastest inside a group */
+        const int MT = (a.T + G_BM - 1) / G_BM, NT = (a.O + G_BN - 1) / G_BN, per = G_GROUP * MT;
+        const int g = blockIdx.x / per, w = blockIdx.x % per, gn = min(G_GROUP, NT - g * G_GROUP);
+        nt = g * G_GROUP + w % gn, mt = w / gn;
+    }
+    const int m0 = mt * G_BM, n0 = nt * G_BN;
     const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
     if (threadIdx.x == 0) {
         for (int s = 0; s < G_STAGES; s++) {
@@ -141,8 +181,28 @@ __global__ void __launch_bounds__(G_THREADS, 1)
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    /* epilogue operands of this tile in shared memory, loaded by producer warps 1-3 during the main loop: column
+     * scales and bias [G_BN], staged outlier weights [G_EPI_Q][G_BN], residuals [G_BM][G_EPI_Q] (read from global
+     * memory in the epilogue they were latency-bound: ~80 us per tile in run 1) */
+    float *e_sw = (float *)(smem + G_STAGES * G_STAGE_BYTES + 256), *e_b = e_sw + G_BN, *e_wo = e_b + G_BN;
+    float *e_r = e_wo + G_EPI_Q * G_BN;
+    const int n_outl = a.count ? *a.count : 0, n_sm = min(n_outl, G_EPI_Q);
     if (wg == 0) { /* producer */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (tid >= 32) {
+            for (int i = tid - 32; i < G_BN; i += 96) {
+                const int o = n0 + i;
+                const bool ok = o < a.O;
+                e_sw[i] = ok ? a.wmax[o] / 127.f : 0.f;
+                e_b[i] = ok && a.bias ? a.bias[o] : 0.f;
+                for (int q = 0; q < n_sm; q++) e_wo[q * G_BN + i] = ok ? a.wo_st[(size_t)q * a.Op + o] : 0.f;
+            }
+            for (int i = tid - 32; i < G_BM * G_EPI_Q; i += 96) {
+                const int t = m0 + i / G_EPI_Q, q = i % G_EPI_Q;
+                e_r[i] = t < a.T && q < n_sm ? a.r_st[(size_t)t * OUTL_CAP + q] : 0.f;
+            }
+            asm volatile("bar.arrive 1, 352;" ::: "memory"); /* warps 1-3 + the 8 consumer warps */
+        }
         if (tid == 0) {
             for (int kb = 0; kb < kblocks; kb++) {
                 const int s = kb % G_STAGES;
@@ -181,43 +241,71 @@ __global__ void __launch_bounds__(G_THREADS, 1)
             return;
         }
         /* epilogue: thread holds rows r, r + 8 and column pairs 8 j + 2 (lane % 4) (+1), j = 0..31 */
+        asm volatile("bar.sync 1, 352;" ::: "memory"); /* the shared epilogue operands are in place */
         const int warp = tid / 32, lane = tid % 32;
-        const int t0 = m0 + (wg - 1) * 64 + warp * 16 + lane / 4, t1 = t0 + 8;
+        const int row0 = (wg - 1) * 64 + warp * 16 + lane / 4, t0 = m0 + row0, t1 = t0 + 8;
         const bool v0 = t0 < a.T, v1 = t1 < a.T;
         const float sx0 = v0 ? a.xmax[t0] / 127.f : 0.f, sx1 = v1 ? a.xmax[t1] / 127.f : 0.f;
-        const int n = a.count ? *a.count : 0, ns = min(n, OUTL_CAP);
+        const int n = n_outl;
         const bool pair_store = (a.O & 1) == 0;
+        const float *r0s = e_r + row0 * G_EPI_Q, *r1s = e_r + (row0 + 8) * G_EPI_Q;
+        /* variant bit 1: the tile goes through shared memory (the pipeline stages, free once both warpgroups are
+         * past their last MMA) and is written out in whole 1 KB row segments */
+        float *ts = (float *)smem + (size_t)(wg - 1) * 64 * G_TS;
+        const int lr0 = warp * 16 + lane / 4;
+        if (var & 2) asm volatile("bar.sync 2, 256;" ::: "memory");
 #pragma unroll
         for (int j = 0; j < 32; j++) {
-            const int o = n0 + j * 8 + (lane % 4) * 2;
+            const int cl = j * 8 + (lane % 4) * 2, o = n0 + cl;
             if (o >= a.O) continue;
             const bool has1 = o + 1 < a.O;
-            const float sw0 = a.wmax[o] / 127.f, sw1 = has1 ? a.wmax[o + 1] / 127.f : 0.f;
-            const float b0 = a.bias ? a.bias[o] : 0.f, b1 = a.bias && has1 ? a.bias[o + 1] : 0.f;
+            const float2 sw = *reinterpret_cast<const float2 *>(e_sw + cl), bb = *reinterpret_cast<const float2 *>(e_b + cl);
+            const float sw0 = sw.x, sw1 = sw.y, b0 = bb.x, b1 = bb.y;
             float e00 = 0.f, e01 = 0.f, e10 = 0.f, e11 = 0.f; /* e<row><col> */
-            for (int q = 0; q < ns; q++) {
-                const float w0 = a.wo_st[(size_t)q * a.Op + o], w1 = has1 ? a.wo_st[(size_t)q * a.Op + o + 1] : 0.f;
-                const float r0 = v0 ? a.r_st[(size_t)t0 * OUTL_CAP + q] : 0.f;
-                const float r1 = v1 ? a.r_st[(size_t)t1 * OUTL_CAP + q] : 0.f;
-                e00 = __fmaf_rn(r0, w0, e00), e01 = __fmaf_rn(r0, w1, e01);
-                e10 = __fmaf_rn(r1, w0, e10), e11 = __fmaf_rn(r1, w1, e11);
+            for (int q = 0; q < n_sm; q++) { /* same order as epilogue_kernel: q ascending */
+                const float2 w = *reinterpret_cast<const float2 *>(e_wo + q * G_BN + cl);
+                const float r0 = r0s[q], r1 = r1s[q];
+                e00 = __fmaf_rn(r0, w.x, e00), e01 = __fmaf_rn(r0, w.y, e01);
+                e10 = __fmaf_rn(r1, w.x, e10), e11 = __fmaf_rn(r1, w.y, e11);
             }
-            for (int q = OUTL_CAP; q < n; q++) { /* beyond the staged columns: gather directly (slow, correct) */
-                const int c = a.idx[q];
-                const float w0 = __fmul_rn((float)a.wq[(size_t)o * a.ldw + c], sw0);
-                const float w1 = has1 ? __fmul_rn((float)a.wq[(size_t)(o + 1) * a.ldw + c], sw1) : 0.f;
-                const float r0 = v0 ? outl_residual(a, t0, q, c) : 0.f, r1 = v1 ? outl_residual(a, t1, q, c) : 0.f;
-                e00 = __fmaf_rn(r0, w0, e00), e01 = __fmaf_rn(r0, w1, e01);
-                e10 = __fmaf_rn(r1, w0, e10), e11 = __fmaf_rn(r1, w1, e11);
+            if (n > n_sm) { /* rare: more outlier columns than shared memory holds (kept out of the unrolled body) */
+                const float4 e = outl_sums_rest(a, n_sm, t0, t1, v0, v1, o, has1, sw0, sw1, make_float4(e00, e01, e10, e11));
+                e00 = e.x, e01 = e.y, e10 = e.z, e11 = e.w;
             }
             const float y00 = epi_value(acc[4 * j + 0], sx0, sw0, e00, b0), y01 = epi_value(acc[4 * j + 1], sx0, sw1, e01, b1);
             const float y10 = epi_value(acc[4 * j + 2], sx1, sw0, e10, b0), y11 = epi_value(acc[4 * j + 3], sx1, sw1, e11, b1);
-            if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
+            if (var & 2) {
+                *reinterpret_cast<float2 *>(ts + lr0 * G_TS + cl) = make_float2(y00, y01);
+                *reinterpret_cast<float2 *>(ts + (lr0 + 8) * G_TS + cl) = make_float2(y10, y11);
+            } else if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
                 if (v0) *reinterpret_cast<float2 *>(a.y + (size_t)t0 * a.O + o) = make_float2(y00, y01);
                 if (v1) *reinterpret_cast<float2 *>(a.y + (size_t)t1 * a.O + o) = make_float2(y10, y11);
             } else {
                 if (v0) { a.y[(size_t)t0 * a.O + o] = y00; if (has1) a.y[(size_t)t0 * a.O + o + 1] = y01; }
                 if (v1) { a.y[(size_t)t1 * a.O + o] = y10; if (has1) a.y[(size_t)t1 * a.O + o + 1] = y11; }
+            }
+        }
+        if (var & 2) {
+            if (wg == 1) asm volatile("bar.sync 3, 128;" ::: "memory");
+            else asm volatile("bar.sync 4, 128;" ::: "memory");
+            const bool vec = (a.O & 3) == 0;
+            for (int r = 0; r < 16; r++) {
+                const int lr = warp * 16 + r, t = m0 + (wg - 1) * 64 + lr;
+                if (t >= a.T) break;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int c = h * 128 + lane * 4, o = n0 + c;
+                    const float4 v = *reinterpret_cast<const float4 *>(ts + lr * G_TS + c);
+                    float *yp = a.y + (size_t)t * a.O + o;
+                    if (vec && o + 3 < a.O) {
+                        *reinterpret_cast<float4 *>(yp) = v;
+                    } else {
+                        if (o < a.O) yp[0] = v.x;
+                        if (o + 1 < a.O) yp[1] = v.y;
+                        if (o + 2 < a.O) yp[2] = v.z;
+                        if (o + 3 < a.O) yp[3] = v.w;
+                    }
+                }
             }
         }
     }
@@ -288,11 +376,16 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN))
         return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (cuda sm_90a): tensor map for T %d K %d O %d failed", a.T,
                         kdim, a.O);
-    const dim3 grid((unsigned)((a.T + G_BM - 1) / G_BM), (unsigned)((a.O + G_BN - 1) / G_BN));
+    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 output tile through shared memory (default G_VAR_DEFAULT) */
+    const char *vs = getenv("BNB_INT8_SM90_VAR");
+    const int var = vs ? atoi(vs) & 3 : G_VAR_DEFAULT;
+    const unsigned MT = (unsigned)((a.T + G_BM - 1) / G_BM), NT = (unsigned)((a.O + G_BN - 1) / G_BN);
+    const dim3 grid = (var & 1) ? dim3(MT * NT) : dim3(MT, NT);
     /* BNB_INT8_SM90_MODE (measurements only, wrong results): 1 no epilogue, 2 no MMAs, 3 loads only */
     const char *m = getenv("BNB_INT8_SM90_MODE");
     const int mode = m ? atoi(m) & 3 : 0;
-    int8_gemm_sm90a_kernel<<<grid, G_THREADS, G_SMEM, c->stream>>>(tx, tw, a, (kdim + G_BK - 1) / G_BK, mode);
+    int8_gemm_sm90a_kernel<<<grid, G_THREADS, G_SMEM, c->stream>>>(tx, tw, a, (kdim + G_BK - 1) / G_BK,
+                                                                    mode | var << 2);
     BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 (sm_90a GEMM)");
     return BNB_OK;
 }
