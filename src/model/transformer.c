@@ -350,9 +350,11 @@ bnb_status bnb_model_eval(bnb_model *m, const int32_t *tokens, int64_t n, int64_
         env = getenv("BNB_DECODE_DIRECT");
         m->decode_direct = bnb_backend_is_cpu(m->backend) && !(env && strcmp(env, "0") == 0);
     }
-    if (m->decode_graphs && m->fused == 0) { /* at the first eval (the prefill): the first decode step is not made */
-        bnb_status st = bnb_model_fuse_weights(m); /* slow by it (set_weight drops the decode graph and the copies) */
-        if (st != BNB_OK) return st;
+    /* at the first eval (the prefill), so the first decode step is not made slow by it (set_weight drops the decode
+     * graph and the copies); without them (no memory, say) decoding just runs the separate matmuls */
+    if (m->decode_graphs && m->fused == 0 && bnb_model_fuse_weights(m) != BNB_OK) {
+        bnb_clear_error();
+        m->fused = -1;
     }
     if (n == 1 && m->decode_graphs) {
         /* positions grow in buckets of gran: one graph (and one CUDA-graph capture) per bucket. The CPU pays for
