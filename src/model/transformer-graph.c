@@ -6,7 +6,9 @@
  *             attention over cache positions 0 .. n_past+n-1 with the causal mask (softmax ne0 > ne1 when n_past > 0),
  *             query head h reading kv head h / (n_head / n_head_kv) (mul_mat's batch broadcast)
  *             x += Wo attn;  h = rms_norm(x) * ffn_norm;  x += Wdown (silu(Wgate h) * Wup h)
- * Then logits = Wout (rms_norm(x) * output_norm) for the last token or all of them. */
+ * Then logits = Wout (rms_norm(x) * output_norm) for the last token or all of them.
+ * Cache index p + 1 holds position p; index 0 is the decode slot. One-token evals use a graph reused across tokens
+ * (bnb_model_build_decode_graph; the scheme is described at bnb_model_graph in transformer.h). */
 #include "transformer.h"
 #ifdef BNB_HAVE_CUDA
 #include "../cuda/backend-cuda.h" /* capture counters for BNB_DECODE_PROFILE */
