@@ -132,55 +132,66 @@ static void quant_rows(const bnb_cpu_ctx *c, const bnb_tensor *x, float thr, qua
 }
 
 /* ================================================================================== integer micro-kernels */
-/* out[i * 4 + j] = sum_k x[i][k] * w[j][k] for i < mr (1 or 4), j < 4. wsum[j] = sum_k w[j][k] (VNNI only). */
-TGT_VNNI static inline __attribute__((always_inline)) void vnni_tile(const int mr, const int8_t *const *x,
-                                                                     const int8_t *const *w, const int32_t *wsum,
-                                                                     int64_t K, int32_t *out) {
-    __m512i acc[INT8_MR][INT8_NR];
+/* out[i * 4 + j] = sum_k x[i][k] * w[j][k] for i < mr (1 or 4), j < 4. wsum[j] = sum_k w[j][k] (VNNI only).
+ * The accumulators are named scalars, not an array: GCC kept an __m512i acc[4][4] array in memory too (16 stack
+ * stores and register shuffles per 64-byte step, ~2x slower). The last chunk of K is masked (masked-off lanes load
+ * 0 in w, so whatever x holds there adds nothing). */
+TGT_VNNI static inline __m128i vnni_sum4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m128i corr) {
+    /* 4 horizontal sums at once (a 4-way transpose-add) minus the 128 * sum(w) correction */
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+    __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+    return _mm_sub_epi32(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)), corr);
+}
+/* acc += u8(x) . s8(w) by 4-byte groups. Inline asm ties the accumulator to one register: with the intrinsic,
+ * GCC 12 copies every accumulator to a new register (and spills some) on each step of the loop. */
+#define VNNI_DP(acc, xv, wv) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(xv), "v"(wv))
+#define VNNI_MASK(K, k) ((K) - (k) >= 64 ? ~(__mmask64)0 : _cvtu64_mask64(~0ull >> (64 - ((K) - (k)))))
+#define VNNI_ROW(a0, a1, a2, a3, xp)                                                                                  \
+    do {                                                                                                              \
+        const __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, (xp) + k), flip);                              \
+        VNNI_DP(a0, xv, w0);                                                                                          \
+        VNNI_DP(a1, xv, w1);                                                                                          \
+        VNNI_DP(a2, xv, w2);                                                                                          \
+        VNNI_DP(a3, xv, w3);                                                                                          \
+    } while (0)
+
+TGT_VNNI __attribute__((noinline)) static void vnni_tile_4x4(const int8_t *const *x, const int8_t *const *w,
+                                                             const int32_t *wsum, int64_t K, int32_t *out) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < INT8_NR; j++) acc[i][j] = _mm512_setzero_si512();
-    int64_t k = 0;
-    for (; k + 64 <= K; k += 64) {
-        __m512i wv[INT8_NR];
-        for (int j = 0; j < INT8_NR; j++) wv[j] = _mm512_loadu_si512((const void *)(w[j] + k));
-        for (int i = 0; i < mr; i++) {
-            __m512i xv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(x[i] + k)), flip);
-            for (int j = 0; j < INT8_NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
-        }
+    __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
+            a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    for (int64_t k = 0; k < K; k += 64) {
+        const __mmask64 m = VNNI_MASK(K, k);
+        const __m512i w0 = _mm512_maskz_loadu_epi8(m, w[0] + k), w1 = _mm512_maskz_loadu_epi8(m, w[1] + k),
+                      w2 = _mm512_maskz_loadu_epi8(m, w[2] + k), w3 = _mm512_maskz_loadu_epi8(m, w[3] + k);
+        VNNI_ROW(a00, a01, a02, a03, x[0]);
+        VNNI_ROW(a10, a11, a12, a13, x[1]);
+        VNNI_ROW(a20, a21, a22, a23, x[2]);
+        VNNI_ROW(a30, a31, a32, a33, x[3]);
     }
-    if (k < K) { /* tail: masked-off lanes load 0 in w, so whatever x holds there adds nothing */
-        __mmask64 m = _cvtu64_mask64(~0ull >> (64 - (K - k)));
-        __m512i wv[INT8_NR];
-        for (int j = 0; j < INT8_NR; j++) wv[j] = _mm512_maskz_loadu_epi8(m, w[j] + k);
-        for (int i = 0; i < mr; i++) {
-            __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x[i] + k), flip);
-            for (int j = 0; j < INT8_NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
-        }
-    }
-    /* 4 horizontal sums at once (a 4-way transpose-add), then the 128 * sum(w) correction for the 4 columns:
-     * at small K, 16 separate reductions per tile cost as much as the dot products themselves */
     const __m128i corr = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)wsum), 7);
-    for (int i = 0; i < mr; i++) {
-        __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[i][0], acc[i][1]),
-                                      _mm512_unpackhi_epi32(acc[i][0], acc[i][1]));
-        __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[i][2], acc[i][3]),
-                                      _mm512_unpackhi_epi32(acc[i][2], acc[i][3]));
-        __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
-        __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
-        __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-        _mm_storeu_si128((__m128i *)(out + i * INT8_NR), _mm_sub_epi32(q, corr));
-    }
+    _mm_storeu_si128((__m128i *)(out + 0 * INT8_NR), vnni_sum4(a00, a01, a02, a03, corr));
+    _mm_storeu_si128((__m128i *)(out + 1 * INT8_NR), vnni_sum4(a10, a11, a12, a13, corr));
+    _mm_storeu_si128((__m128i *)(out + 2 * INT8_NR), vnni_sum4(a20, a21, a22, a23, corr));
+    _mm_storeu_si128((__m128i *)(out + 3 * INT8_NR), vnni_sum4(a30, a31, a32, a33, corr));
 }
 
-TGT_VNNI static void vnni_tile_4x4(const int8_t *const *x, const int8_t *const *w, const int32_t *wsum, int64_t K,
-                                   int32_t *out) {
-    vnni_tile(4, x, w, wsum, K, out);
+TGT_VNNI __attribute__((noinline)) static void vnni_tile_1x4(const int8_t *const *x, const int8_t *const *w,
+                                                             const int32_t *wsum, int64_t K, int32_t *out) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K; k += 64) {
+        const __mmask64 m = VNNI_MASK(K, k);
+        const __m512i w0 = _mm512_maskz_loadu_epi8(m, w[0] + k), w1 = _mm512_maskz_loadu_epi8(m, w[1] + k),
+                      w2 = _mm512_maskz_loadu_epi8(m, w[2] + k), w3 = _mm512_maskz_loadu_epi8(m, w[3] + k);
+        VNNI_ROW(a0, a1, a2, a3, x[0]);
+    }
+    const __m128i corr = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)wsum), 7);
+    _mm_storeu_si128((__m128i *)out, vnni_sum4(a0, a1, a2, a3, corr));
 }
-TGT_VNNI static void vnni_tile_1x4(const int8_t *const *x, const int8_t *const *w, const int32_t *wsum, int64_t K,
-                                   int32_t *out) {
-    vnni_tile(1, x, w, wsum, K, out);
-}
+#undef VNNI_ROW
 
 /* sum_k w[k] of n rows of K int8 (row stride K). */
 TGT_VNNI static void vnni_row_sums(const int8_t *w, int64_t n, int64_t K, int32_t *sums) {
@@ -347,9 +358,9 @@ static void mm_run(const bnb_cpu_ctx *c, const mm_job *jb, const mm_scratch *s) 
         const int64_t o0 = blk * ob, on = BNB_MIN(ob, O - o0);
         if (isa == ISA_VNNI) vnni_row_sums(jb->wq + o0 * K, on, K, wsum);
         for (int64_t o = 0; o < on; o++) wscale[o] = jb->wmax[o0 + o] / 127.f;
-        for (int64_t o = 0; o < on; o++) /* dequantized weights of the outlier columns */
+        for (int64_t o = 0; o < on; o++) /* dequantized weights of the outlier columns, [n_outl x ob] */
             for (int32_t j = 0; j < n_outl; j++)
-                wo[o * n_outl + j] = (float)jb->wq[(o0 + o) * K + jb->outl[j]] * wscale[o];
+                wo[j * ob + o] = (float)jb->wq[(o0 + o) * K + jb->outl[j]] * wscale[o];
         for (int64_t t0 = 0; t0 < T; t0 += INT8_MR) {
             const int mr = T - t0 >= INT8_MR ? INT8_MR : 1;
             const int64_t tn = BNB_MIN(INT8_MR, T - t0);
@@ -373,19 +384,30 @@ static void mm_run(const bnb_cpu_ctx *c, const mm_job *jb, const mm_scratch *s) 
                         mr == INT8_MR ? avx2_tile_4x4(xr, wr, K, acc) : avx2_tile_1x4(xr, wr, K, acc);
                     else
                         scalar_tile(mr, xr, wr, K, acc);
-                    /* epilogue: scales, bias, outlier columns */
+                    /* epilogue: scales, outlier columns, bias; 4 outputs at a time (the same float operations in
+                     * the same order as the scalar loop for a short last group) */
                     for (int i = 0; i < mr; i++) {
                         const int64_t t = t0 + ts + i;
                         const float sx = jb->xmax[t] / 127.f;
                         const float *xoi = xo + (ts + i) * n_outl;
-                        float *yr = jb->y + t * O;
+                        float *yr = jb->y + t * O + o0;
+                        if (oo + INT8_NR <= on) {
+                            const __m128i ai = _mm_loadu_si128((const __m128i *)(acc + i * INT8_NR));
+                            __m128 v = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(ai), _mm_set1_ps(sx)),
+                                                  _mm_loadu_ps(wscale + oo));
+                            __m128 extra = _mm_setzero_ps();
+                            for (int32_t l = 0; l < n_outl; l++)
+                                extra = _mm_add_ps(extra, _mm_mul_ps(_mm_set1_ps(xoi[l]), _mm_loadu_ps(wo + l * ob + oo)));
+                            v = _mm_add_ps(_mm_add_ps(v, extra),
+                                           jb->bias ? _mm_loadu_ps(jb->bias + o0 + oo) : _mm_setzero_ps());
+                            _mm_storeu_ps(yr + oo, v);
+                            continue;
+                        }
                         for (int j = 0; j < INT8_NR && oo + j < on; j++) {
-                            const int64_t o = o0 + oo + j;
                             float v = (float)acc[i * INT8_NR + j] * sx * wscale[oo + j];
-                            const float *woj = wo + (oo + j) * n_outl;
                             float extra = 0.f;
-                            for (int32_t l = 0; l < n_outl; l++) extra += xoi[l] * woj[l];
-                            yr[o] = v + extra + (jb->bias ? jb->bias[o] : 0.f);
+                            for (int32_t l = 0; l < n_outl; l++) extra += xoi[l] * wo[l * ob + oo + j];
+                            yr[oo + j] = v + extra + (jb->bias ? jb->bias[o0 + oo + j] : 0.f);
                         }
                     }
                 }
