@@ -119,14 +119,7 @@ __device__ __forceinline__ void qd_codes16(const float v[16], int64_t i0, int64_
         }
         const uint32_t w0 = __byte_perm(__byte_perm(p[0], p[1], 0x0062), __byte_perm(p[2], p[3], 0x0062), 0x5410);
         const uint32_t w1 = __byte_perm(__byte_perm(p[4], p[5], 0x0062), __byte_perm(p[6], p[7], 0x0062), 0x5410);
-        if (i0 + 16 <= n) {
-            __stcs(reinterpret_cast<uint2 *>(codes + i0 / 2), make_uint2(w0, w1));
-        } else {
-            uint8_t cb[8];
-            memcpy(cb, &w0, 4);
-            memcpy(cb + 4, &w1, 4);
-            for (int j = 0; j < 8 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = cb[j];
-        }
+        store_4bit_codes16(codes, i0, n, w0, w1);
     }
 }
 

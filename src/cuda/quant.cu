@@ -14,6 +14,19 @@
 
 #include <float.h>
 
+/* 16 4-bit codes of elements i0..i0+15 (two per byte, packed in w0, w1) to codes[i0 / 2 ..]: one streaming 8-byte
+ * store, or byte by byte for the tail of the tensor (n elements) */
+__device__ __forceinline__ void store_4bit_codes16(uint8_t *codes, int64_t i0, int64_t n, uint32_t w0, uint32_t w1) {
+    if (i0 + 16 <= n) {
+        __stcs(reinterpret_cast<uint2 *>(codes + i0 / 2), make_uint2(w0, w1));
+    } else {
+        uint8_t cb[8];
+        memcpy(cb, &w0, 4);
+        memcpy(cb + 4, &w1, 4);
+        for (int j = 0; j < 8 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = cb[j];
+    }
+}
+
 #define DQEPT 16      /* elements a thread dequantizes (4-bit) */
 #define GEMV_MAX_N 8  /* fused GEMV up to this many rows of b */
 
@@ -246,14 +259,7 @@ __global__ void __launch_bounds__(QT_THREADS) k_quantize(const T *__restrict__ x
                 w0 |= (uint32_t)(e[2 * j] << 4 | e[2 * j + 1]) << (8 * j);
                 w1 |= (uint32_t)(e[8 + 2 * j] << 4 | e[8 + 2 * j + 1]) << (8 * j);
             }
-            if (i0 + 16 <= n) {
-                __stcs(reinterpret_cast<uint2 *>(codes + i0 / 2), make_uint2(w0, w1));
-            } else {
-                uint8_t cb[8];
-                memcpy(cb, &w0, 4);
-                memcpy(cb + 4, &w1, 4);
-                for (int j = 0; j < 8 && i0 + 2 * j < n; j++) codes[i0 / 2 + j] = cb[j];
-            }
+            store_4bit_codes16(codes, i0, n, w0, w1);
         }
     }
 }
