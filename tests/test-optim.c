@@ -330,4 +330,5 @@ static void test_8bit(bnb_backend *be, bnb_optim_type type, bnb_type pt, int64_t
     free(p), free(s1), free(s2), free(s3), free(gd);
 }
 
+#include "test-optim-requant.inc"
 #include "test-optim-more.inc"
