@@ -9,7 +9,8 @@ static void usage(FILE *f) {
             "  -p, --prompt TEXT      prompt (default \"Once upon a time\")\n"
             "  -n, --n-predict N      tokens to generate (default 64)\n"
             "  --chat                 wrap the prompt in the ChatML template (<|im_start|>user ... assistant)\n"
-            "  --weights KIND         f32 | f16 | int8 | nf4 (default f32); int8 = LLM.int8 with outlier threshold\n"
+            "  --weights KIND         f32 | f16 | int8 | nf4 (default: a GGUF's own int8 / f16 / nf4 linear weights stay\n"
+            "                         so, anything else loads as f32); int8 = LLM.int8 with outlier threshold\n"
             "  --int8-threshold T     LLM.int8 outlier threshold (default 6.0; 0 = no decomposition)\n"
             "  --device auto|cpu|cuda where to run (default auto: cuda when a GPU is present, else cpu)\n"
             "  --threads N            CPU threads (default: all cores)\n"
@@ -25,7 +26,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     const char *prog = "bnb-run";
-    const char *model_path = NULL, *prompt = "Once upon a time", *device = "auto", *weights = "f32";
+    const char *model_path = NULL, *prompt = "Once upon a time", *device = "auto", *weights = NULL;
     long long n_predict = 64, threads = 0, n_ctx = 0;
     bool chat = false;
     double int8_thr = 6.0;
@@ -60,6 +61,17 @@ int main(int argc, char **argv) {
     if (!model_path) {
         fprintf(stderr, "%s: no model given: use -m MODEL (see --help)\n", prog);
         return 2;
+    }
+    if (!weights) { /* keep the precision of a GGUF's linear weights (an int8 file runs int8); otherwise f32 */
+        weights = "f32";
+        bnb_gguf *g = bnb_gguf_open(model_path); /* NULL for a directory or another format */
+        bnb_gguf_tensor_info ti;
+        int64_t q = g ? bnb_gguf_find_tensor(g, "blk.0.attn_q.weight") : -1;
+        if (q >= 0 && bnb_gguf_tensor_info_get(g, q, &ti) == BNB_OK)
+            weights = ti.type == BNB_TYPE_I8_ROW ? "int8" : ti.type == BNB_TYPE_F16 ? "f16"
+                    : ti.type == BNB_TYPE_Q4_NF4 ? "nf4" : "f32";
+        bnb_gguf_free(g);
+        bnb_clear_error();
     }
     bnb_model_params mp = bnb_model_default_params();
     if (bnb_weight_kind_parse(weights, &mp.weights) != BNB_OK) {
