@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "  --ctx N              window length in tokens (default 512)\n"
             "  --stride S           window step (default ctx / 2)\n"
             "  --max-tokens N       use only the first N tokens of the text (default: all)\n"
-            "  --weights KIND       f32 | f16 | int8 | nf4 (default f32)\n"
+            "  --weights KIND       f32 | f16 | int8 | nf4 (default: a GGUF's own int8 / f16 / nf4 stay so, else f32)\n"
             "  --int8-threshold T   LLM.int8 outlier threshold (default 6.0)\n"
             "  --device cpu|cuda    (default cpu)\n"
             "  --threads N          CPU threads (default: all cores)\n"
@@ -33,7 +33,7 @@ static void progress(double frac, double ppl, double elapsed) {
 
 int main(int argc, char **argv) {
     const char *prog = "bnb-perplexity";
-    const char *model_path = NULL, *text_path = NULL, *device = "cpu", *weights = "f32";
+    const char *model_path = NULL, *text_path = NULL, *device = "cpu", *weights = NULL;
     long long ctx = 512, stride = 0, max_tokens = 0, threads = 0;
     double int8_thr = 6.0;
     bool quiet = false;
@@ -66,6 +66,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: --stride %lld is larger than --ctx %lld (tokens would be skipped)\n", prog, stride, ctx);
         return 2;
     }
+    if (!weights) weights = tool_default_weights(model_path);
     bnb_model_params mp = bnb_model_default_params();
     if (bnb_weight_kind_parse(weights, &mp.weights) != BNB_OK) {
         fprintf(stderr, "%s: option --weights: %s\n", prog, bnb_last_error());

@@ -62,17 +62,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: no model given: use -m MODEL (see --help)\n", prog);
         return 2;
     }
-    if (!weights) { /* keep the precision of a GGUF's linear weights (an int8 file runs int8); otherwise f32 */
-        weights = "f32";
-        bnb_gguf *g = bnb_gguf_open(model_path); /* NULL for a directory or another format */
-        bnb_gguf_tensor_info ti;
-        int64_t q = g ? bnb_gguf_find_tensor(g, "blk.0.attn_q.weight") : -1;
-        if (q >= 0 && bnb_gguf_tensor_info_get(g, q, &ti) == BNB_OK)
-            weights = ti.type == BNB_TYPE_I8_ROW ? "int8" : ti.type == BNB_TYPE_F16 ? "f16"
-                    : ti.type == BNB_TYPE_Q4_NF4 ? "nf4" : "f32";
-        bnb_gguf_free(g);
-        bnb_clear_error();
-    }
+    if (!weights) weights = tool_default_weights(model_path);
     bnb_model_params mp = bnb_model_default_params();
     if (bnb_weight_kind_parse(weights, &mp.weights) != BNB_OK) {
         fprintf(stderr, "%s: option --weights: %s\n", prog, bnb_last_error());

@@ -50,6 +50,20 @@ static inline double tool_float(const char *opt, const char *s, double lo, doubl
 }
 
 /* --device cpu|cuda -> a backend (NULL after printing why). */
+/* --weights when not given: a GGUF's own int8 / f16 / nf4 linear weights stay in that precision (an int8 file runs
+ * int8); anything else (other GGUF types, a Hugging Face directory) loads as f32. */
+static inline const char *tool_default_weights(const char *model_path) {
+    const char *w = "f32";
+    bnb_gguf *g = bnb_gguf_open(model_path); /* NULL for a directory or another format */
+    bnb_gguf_tensor_info ti;
+    int64_t q = g ? bnb_gguf_find_tensor(g, "blk.0.attn_q.weight") : -1;
+    if (q >= 0 && bnb_gguf_tensor_info_get(g, q, &ti) == BNB_OK)
+        w = ti.type == BNB_TYPE_I8_ROW ? "int8" : ti.type == BNB_TYPE_F16 ? "f16" : ti.type == BNB_TYPE_Q4_NF4 ? "nf4" : "f32";
+    bnb_gguf_free(g);
+    bnb_clear_error();
+    return w;
+}
+
 static inline bnb_backend *tool_backend(const char *device, int threads, const char *prog) {
     if (!strcmp(device, "auto")) device = bnb_cuda_available() ? "cuda" : "cpu"; /* the GPU when there is one */
     if (!strcmp(device, "cpu")) {
