@@ -332,7 +332,8 @@ static void test_forward(bnb_backend *be, const bnb_model_config *c, const char 
     /* other precisions vs the f32 logits. The distance is the quantization error of the precision itself on this
      * tiny random model (uniform weights, 32..64-element rows: 8-bit activations alone cost ~1%, and errors add up
      * over 7 matmuls x 2 layers), so the bounds are loose; the exact checks are against float64 forwards that
-     * simulate LLM.int8 / use the stored (rounded, dequantized) weights. */
+     * simulate LLM.int8 / use the stored (rounded, dequantized) weights. The issue's 1e-2 for int8 is checked on
+     * the bundled trained model (test_bundled_int8: ~0.7%). */
     const struct { bnb_weight_kind k; double tol; } kinds[] = {
         {BNB_WEIGHTS_F16, 2e-3}, {BNB_WEIGHTS_INT8, 3e-2}, {BNB_WEIGHTS_NF4, 0.3}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -639,6 +640,47 @@ static bool kind_logits(bnb_backend *be, const bnb_model_config *c, bnb_weight_k
     return ok;
 }
 
+/* The bundled trained model (models/shakespeare-int8.gguf, 3.5M parameters): the LLM.int8 path (activations
+ * quantized to int8 per row, outlier columns in float) against the f32 path on the same stored weights, over 96
+ * tokens of Shakespeare: ||int8 - f32|| / ||f32|| < 1e-2. On trained weights the int8 error is ~0.7%; the random
+ * tiny models above show 1.4-1.7% (uniform 32-64-wide rows), hence their looser bound. */
+static void test_bundled_int8(bnb_backend *be) {
+#ifdef BNB_BUNDLED_MODEL
+    static const char text[] = "ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and "
+                                "Juliet is the sun.";
+    const int64_t n = (int64_t)sizeof text - 1, V = 256;
+    int32_t ids[sizeof text];
+    for (int64_t i = 0; i < n; i++) ids[i] = (uint8_t)text[i];
+    float *l[2] = {tc_malloc((size_t)(n * V) * sizeof(float)), tc_malloc((size_t)(n * V) * sizeof(float))};
+    bool ok = true;
+    for (int k = 0; k < 2 && ok; k++) {
+        bnb_model_params p = bnb_model_default_params();
+        p.backend = be;
+        p.weights = k ? BNB_WEIGHTS_INT8 : BNB_WEIGHTS_F32;
+        p.n_ctx = 256;
+        bnb_model *m = bnb_model_load(BNB_BUNDLED_MODEL, &p);
+        ok = tc_require(m != NULL, "load %s: %s", BNB_BUNDLED_MODEL, bnb_last_error()) &&
+             tc_require(bnb_model_get_config(m)->n_vocab == V, "bundled model: byte vocabulary") &&
+             tc_require(bnb_model_eval(m, ids, n, 0, true, l[k]) == BNB_OK, "bundled model eval: %s", bnb_last_error());
+        bnb_model_free(m);
+    }
+    if (ok) {
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < n * V; i++) {
+            num += ((double)l[1][i] - l[0][i]) * ((double)l[1][i] - l[0][i]);
+            den += (double)l[0][i] * l[0][i];
+        }
+        const double e = isfinite(num) ? sqrt(num / den) : INFINITY;
+        tc_check(e < 1e-2, "[%s] bundled model, %lld tokens: int8 vs f32 logits rel err %.3g (< 1e-2; max-element %.3g)",
+                 bnb_backend_name(be), (long long)n, e, rel_diff_f(l[1], l[0], n * V));
+    }
+    free(l[0]);
+    free(l[1]);
+#else
+    (void)be;
+#endif
+}
+
 int main(int argc, char **argv) {
     tc_backends bl;
     int rc = tc_open_backends(argc, argv, &bl, 2);
@@ -676,6 +718,7 @@ int main(int argc, char **argv) {
         }
         test_bad_input(bl.be[b]);
         test_files(bl.be[b]);
+        test_bundled_int8(bl.be[b]);
     }
     for (int k = 0; k < 4; k++) free(cpu_logits[k]);
     bnb_backend_free(cpu);
