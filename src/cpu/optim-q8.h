@@ -274,6 +274,99 @@ static inline __attribute__((always_inline)) void quant_qn_count(const qvec_tabl
     store_codes_qn(cs, out);
 }
 
+/* quant_qn_count on nq quads at once (a quad: 4 x 16 values of one state with its own tables, absmax and output).
+ * Each 16-lane search is a chain of 8 dependent permute-compare-add levels (~70 cycles); the out-of-order window
+ * holds about one 4-chain call, so with one quad at a time the re-quantizer was latency-bound. Interleaving the
+ * quads of two or three states step by step keeps 8 or 12 chains in flight. Same codes as quant_qn_count. */
+#define QQ_MAX 3
+typedef struct {
+    const qvec_tables *T;
+    const float *v;
+    __m512 am;
+    uint8_t *out;
+} q8_quad;
+
+static inline __attribute__((always_inline)) void quant_count_quads(const int nq, const q8_quad *Q) {
+    __m512 y[4 * QQ_MAX];
+    __m512i b[4 * QQ_MAX];
+    __mmask16 gt, sp[4 * QQ_MAX], any = 0;
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int q = 0; q < nq; q++) {
+        const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
+        for (int u = 0; u < 4; u++) {
+            const int w = 4 * q + u;
+            y[w] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
+            sp[w] = _mm512_cmp_ps_mask(y[w], _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
+            any |= sp[w];
+        }
+    }
+    for (int w = 0; w < 4 * nq; w++)
+        b[w] = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(y[w], _mm512_set1_ps(Q[w / 4].T->clvl[0][0]), _CMP_GT_OQ), one);
+#ifdef QV_REV
+#define QQ_STEP(s, piv)                                                                                              \
+    for (int w = 0; w < 4 * nq; w++) {                                                                               \
+        const float(*lv)[128] = Q[w / 4].T->clvl;                                                                    \
+        gt = _mm512_cmp_ps_mask(y[w], (piv), _CMP_GT_OQ);                                                            \
+        b[w] = _mm512_mask_add_epi32(b[w], gt, b[w], _mm512_set1_epi32(1 << (s)));                                  \
+    }
+#else
+#define QQ_STEP(s, piv)                                                                                              \
+    for (int w = 0; w < 4 * nq; w++) {                                                                               \
+        const float(*lv)[128] = Q[w / 4].T->clvl;                                                                    \
+        gt = _mm512_cmp_ps_mask(y[w], (piv), _CMP_GT_OQ);                                                            \
+        b[w] = _mm512_mask_add_epi32(_mm512_add_epi32(b[w], b[w]), gt, _mm512_add_epi32(b[w], b[w]), one);         \
+    }
+#endif
+    for (int s = 1; s < 5; s++) QQ_STEP(s, _mm512_permutexvar_ps(b[w], _mm512_load_ps(lv[s])))
+    QQ_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(lv[5]), b[w], _mm512_load_ps(lv[5] + 16)))
+    QQ_STEP(6, _mm512_mask_blend_ps(bit_mask(b[w], 5),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(lv[6]), b[w], _mm512_load_ps(lv[6] + 16)),
+                                    _mm512_permutex2var_ps(_mm512_load_ps(lv[6] + 32), b[w], _mm512_load_ps(lv[6] + 48))))
+#undef QQ_STEP
+    for (int q = 0; q < nq; q++) {
+        const qvec_tables *T = Q[q].T;
+        __m512 v7[4];
+        __m512i cs[4];
+#ifdef OPT8_VBMI
+        if (T->planes)
+            plane_lookup64_lvl7(T->cplane7,
+                                _mm512_packus_epi16(_mm512_packus_epi32(b[4 * q], b[4 * q + 1]),
+                                                    _mm512_packus_epi32(b[4 * q + 2], b[4 * q + 3])),
+                                v7);
+        else
+#endif
+            for (int u = 0; u < 4; u++) v7[u] = lookup128(T->clvl[7], b[4 * q + u]);
+        for (int u = 0; u < 4; u++) {
+            const int w = 4 * q + u;
+            gt = _mm512_cmp_ps_mask(y[w], v7[u], _CMP_GT_OQ);
+#ifdef QV_REV
+            cs[u] = _mm512_gf2p8affine_epi64_epi8(_mm512_mask_add_epi32(b[w], gt, b[w], _mm512_set1_epi32(128)),
+                                                  _mm512_set1_epi64((long long)0x8040201008040201ull), 0);
+#else
+            const __m512i b2 = _mm512_add_epi32(b[w], b[w]);
+            cs[u] = _mm512_mask_add_epi32(b2, gt, b2, one);
+#endif
+        }
+        if (any) { /* rare: zero or non-finite values */
+            for (int u = 0; u < 4; u++) {
+                const int w = 4 * q + u;
+                const __m512 vu = _mm512_loadu_ps(Q[q].v + 16 * u);
+                const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
+                const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
+                const __mmask16 nan = _mm512_cmp_ps_mask(y[w], y[w], _CMP_UNORD_Q), zer = sp[w] & ~nan;
+                const __mmask16 cls[3] = {vpos, vneg, (__mmask16)~(vpos | vneg)};
+                for (int k = 0; k < 3; k++) {
+                    cs[u] = _mm512_mask_mov_epi32(cs[u], zer & cls[k], _mm512_set1_epi32(T->fix[0][k]));
+                    cs[u] = _mm512_mask_mov_epi32(cs[u], nan & cls[k], _mm512_set1_epi32(T->fix[1][k]));
+                }
+            }
+        }
+        const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[0], cs[1]), _mm512_packus_epi32(cs[2], cs[3]));
+        _mm512_storeu_si512(Q[q].out, _mm512_permutexvar_epi32(ord, pk));
+    }
+}
+
 /* the count form when its tables are built, else the search */
 #define QUANT_QN(T, map, v, am, out)                                                                                \
     do {                                                                                                           \

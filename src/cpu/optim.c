@@ -404,6 +404,14 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
         const __m512 vam = _mm512_set1_ps(am);
+        if (o->qv->counted) { /* two quads at a time: 8 search chains in flight (quant_count_quads) */
+            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
+                const q8_quad Q[2] = {{o->qv, vals + j, vam, o->codes + off + j},
+                                      {o->qv, vals + j + 64, vam, o->codes + off + j + 64}};
+                quant_count_quads(2, Q);
+            }
+            return;
+        }
         for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(o->qv, o->map, vals + j, vam, o->codes + off + j);
         return;
     }
@@ -516,15 +524,22 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     q1->absmax[b] = mxa;
     q2->absmax[b] = mxb;
     const __m512 n1 = _mm512_set1_ps(mxa), n2 = _mm512_set1_ps(mxb);
+    const float mxc = three ? _mm512_reduce_max_ps(mx3) : 0.f;
+    const __m512 n3 = _mm512_set1_ps(mxc);
+    if (three) q1->absmax[b3] = mxc;
+    if (q1->qv->counted && q2->qv->counted) {
+        /* the count form on the two (three) states' quads together: 8 (12) search chains in flight */
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+            const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
+                                  {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
+            quant_count_quads(three ? 3 : 2, Q);
+        }
+        return;
+    }
     for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) {
         QUANT_QN(q1->qv, q1->map, s1 + j, n1, q1->codes + i0 + j);
         QUANT_QN(q2->qv, q2->map, s2 + j, n2, q2->codes + i0 + j);
-    }
-    if (three) {
-        const float mxc = _mm512_reduce_max_ps(mx3);
-        q1->absmax[b3] = mxc;
-        const __m512 n3 = _mm512_set1_ps(mxc);
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
+        if (three) QUANT_QN(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
     }
 }
 #endif
