@@ -291,8 +291,10 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
     __m512i b[4 * QQ_MAX];
     __mmask16 gt, sp[4 * QQ_MAX], any = 0;
     const __m512i one = _mm512_set1_epi32(1);
+    _Pragma("GCC unroll 12")
     for (int q = 0; q < nq; q++) {
         const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
+        _Pragma("GCC unroll 12")
         for (int u = 0; u < 4; u++) {
             const int w = 4 * q + u;
             y[w] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
@@ -300,10 +302,12 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
             any |= sp[w];
         }
     }
+    _Pragma("GCC unroll 12")
     for (int w = 0; w < 4 * nq; w++)
         b[w] = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(y[w], _mm512_set1_ps(Q[w / 4].T->clvl[0][0]), _CMP_GT_OQ), one);
 #ifdef QV_REV
 #define QQ_STEP(s, piv)                                                                                              \
+    _Pragma("GCC unroll 12")                                                                                         \
     for (int w = 0; w < 4 * nq; w++) {                                                                               \
         const float(*lv)[128] = Q[w / 4].T->clvl;                                                                    \
         gt = _mm512_cmp_ps_mask(y[w], (piv), _CMP_GT_OQ);                                                            \
@@ -311,18 +315,21 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
     }
 #else
 #define QQ_STEP(s, piv)                                                                                              \
+    _Pragma("GCC unroll 12")                                                                                         \
     for (int w = 0; w < 4 * nq; w++) {                                                                               \
         const float(*lv)[128] = Q[w / 4].T->clvl;                                                                    \
         gt = _mm512_cmp_ps_mask(y[w], (piv), _CMP_GT_OQ);                                                            \
         b[w] = _mm512_mask_add_epi32(_mm512_add_epi32(b[w], b[w]), gt, _mm512_add_epi32(b[w], b[w]), one);         \
     }
 #endif
+    _Pragma("GCC unroll 4")
     for (int s = 1; s < 5; s++) QQ_STEP(s, _mm512_permutexvar_ps(b[w], _mm512_load_ps(lv[s])))
     QQ_STEP(5, _mm512_permutex2var_ps(_mm512_load_ps(lv[5]), b[w], _mm512_load_ps(lv[5] + 16)))
     QQ_STEP(6, _mm512_mask_blend_ps(bit_mask(b[w], 5),
                                     _mm512_permutex2var_ps(_mm512_load_ps(lv[6]), b[w], _mm512_load_ps(lv[6] + 16)),
                                     _mm512_permutex2var_ps(_mm512_load_ps(lv[6] + 32), b[w], _mm512_load_ps(lv[6] + 48))))
 #undef QQ_STEP
+    _Pragma("GCC unroll 12")
     for (int q = 0; q < nq; q++) {
         const qvec_tables *T = Q[q].T;
         __m512 v7[4];
@@ -335,7 +342,9 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
                                 v7);
         else
 #endif
+            _Pragma("GCC unroll 12")
             for (int u = 0; u < 4; u++) v7[u] = lookup128(T->clvl[7], b[4 * q + u]);
+        _Pragma("GCC unroll 12")
         for (int u = 0; u < 4; u++) {
             const int w = 4 * q + u;
             gt = _mm512_cmp_ps_mask(y[w], v7[u], _CMP_GT_OQ);
@@ -348,6 +357,7 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
 #endif
         }
         if (any) { /* rare: zero or non-finite values */
+            _Pragma("GCC unroll 12")
             for (int u = 0; u < 4; u++) {
                 const int w = 4 * q + u;
                 const __m512 vu = _mm512_loadu_ps(Q[q].v + 16 * u);
@@ -355,6 +365,7 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
                 const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
                 const __mmask16 nan = _mm512_cmp_ps_mask(y[w], y[w], _CMP_UNORD_Q), zer = sp[w] & ~nan;
                 const __mmask16 cls[3] = {vpos, vneg, (__mmask16)~(vpos | vneg)};
+                _Pragma("GCC unroll 12")
                 for (int k = 0; k < 3; k++) {
                     cs[u] = _mm512_mask_mov_epi32(cs[u], zer & cls[k], _mm512_set1_epi32(T->fix[0][k]));
                     cs[u] = _mm512_mask_mov_epi32(cs[u], nan & cls[k], _mm512_set1_epi32(T->fix[1][k]));
