@@ -24,6 +24,10 @@ typedef struct {
     _Alignas(64) float clvl[8][128];     /* as lvl, with the thresholds in place of the map values */
     _Alignas(64) uint8_t cplane7[4][128]; /* byte planes of clvl[7] */
     int32_t fix[2][3]; /* codes of y = +-0 (fix[0]) and NaN y (fix[1]) for a value > 0, < 0, other */
+    /* quant_word_quads: the count over 16-bit keys of the thresholds (qvec_word_build) */
+    bool wcount;
+    _Alignas(64) int16_t wl[8][128];      /* as clvl, the thresholds' keys (wkey) */
+    _Alignas(64) uint8_t wplane[4][256];  /* byte planes of the thresholds P_0 .. P_254, P_255 = +inf */
 } qvec_tables;
 
 #ifdef OPT8_VBMI
@@ -377,6 +381,135 @@ static inline __attribute__((always_inline)) void quant_count_quads(const int nq
         _mm512_storeu_si512(Q[q].out, _mm512_permutexvar_epi32(ord, pk));
     }
 }
+
+#if defined(QV_REV) && defined(OPT8_VBMI)
+/* The count on 16-bit keys, 32 lanes per instruction. wkey(x) = k >> 15 with k = the float's bits as an order-preserving
+ * int (negatives: bits ^ 0x7fffffff): nondecreasing in x, and for |x| <= 1 it fits an int16 (|wkey| <= 0x7f01; 8
+ * mantissa bits). With K_j = wkey(P_j), c = #{j : K_j < wkey(y)} counts every P_j < y except one threshold whose key
+ * equals wkey(y); if no two finite thresholds share a key (qvec_word_build checks it), that threshold can only be
+ * P_c, so code = c + (y > P_c), one float lookup and compare. Same codes as quant_count_quads. */
+static inline int16_t wkey_of(float x) {
+    if (x == INFINITY) return INT16_MAX;
+    if (x == -INFINITY) return INT16_MIN;
+    int32_t k;
+    memcpy(&k, &x, 4);
+    k ^= (k >> 31) & 0x7fffffff;
+    return (int16_t)(k >> 15);
+}
+
+static void qvec_word_build(qvec_tables *T) {
+    T->wcount = false;
+    if (!T->counted) return;
+    float P[256];
+    for (int s = 0; s < 8; s++) /* every P_j is the pivot of exactly one level */
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = 0;
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
+            P[b * (256 >> s) + (128 >> s) - 1] = T->clvl[s][pos];
+        }
+    P[255] = INFINITY;
+    for (int j = 0; j < 256; j++) {
+        if (isfinite(P[j]) && !(fabsf(P[j]) <= 1.f)) return;
+        if (j > 0 && isfinite(P[j]) && isfinite(P[j - 1]) && !(wkey_of(P[j - 1]) < wkey_of(P[j]))) return;
+        uint32_t u;
+        memcpy(&u, &P[j], 4);
+        for (int k = 0; k < 4; k++) T->wplane[k][j] = (uint8_t)(u >> (8 * k));
+    }
+    for (int s = 0; s < 8; s++)
+        for (int i = 0; i < 128; i++) T->wl[s][i] = i < (1 << s) ? wkey_of(T->clvl[s][i]) : 0;
+    T->wcount = true;
+}
+
+static inline void plane_lookup64_t(const uint8_t (*pl)[256], __m512i c, __m512 r[4]) {
+    const __mmask64 hi = _mm512_movepi8_mask(c);
+    __m512i pb[4];
+    for (int k = 0; k < 4; k++) {
+        const __m512i *t = (const __m512i *)pl[k];
+        pb[k] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(_mm512_load_si512(t), c, _mm512_load_si512(t + 1)),
+                                       _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), c, _mm512_load_si512(t + 3)));
+    }
+    planes_to_f32(pb, r);
+}
+
+/* nq quads (q8_quad) with wcount tables: 2 nq 32-lane search chains */
+#define QW_MAX 6
+static inline __attribute__((always_inline)) void quant_word_quads(const int nq, const q8_quad *Q) {
+    __m512i kw[2 * QW_MAX], b[2 * QW_MAX];
+    __mmask16 sp[4 * QW_MAX];
+    __mmask16 any = 0;
+    const __m512i sgn = _mm512_set1_epi32(0x7fffffff);
+    _Pragma("GCC unroll 12")
+    for (int q = 0; q < nq; q++) {
+        const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
+        __m512i k[4];
+        _Pragma("GCC unroll 4")
+        for (int u = 0; u < 4; u++) {
+            const int w = 4 * q + u;
+            const __m512 y = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
+            sp[w] = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
+            any |= sp[w];
+            const __m512i yb = _mm512_castps_si512(y);
+            /* yb ^ (sign ? 0x7fffffff : 0), then >> 15 */
+            k[u] = _mm512_srai_epi32(_mm512_ternarylogic_epi32(yb, _mm512_srai_epi32(yb, 31), sgn, 0x78), 15);
+        }
+        kw[2 * q] = _mm512_packs_epi32(k[0], k[1]);
+        kw[2 * q + 1] = _mm512_packs_epi32(k[2], k[3]);
+    }
+    _Pragma("GCC unroll 12")
+    for (int w = 0; w < 2 * nq; w++)
+        b[w] = _mm512_maskz_mov_epi16(_mm512_cmpgt_epi16_mask(kw[w], _mm512_set1_epi16(Q[w / 2].T->wl[0][0])),
+                                      _mm512_set1_epi16(1));
+#define QW_STEP(s, piv)                                                                                              \
+    _Pragma("GCC unroll 12")                                                                                         \
+    for (int w = 0; w < 2 * nq; w++) {                                                                               \
+        const int16_t(*lv)[128] = Q[w / 2].T->wl;                                                                    \
+        const __mmask32 gt = _mm512_cmpgt_epi16_mask(kw[w], (piv));                                                  \
+        b[w] = _mm512_mask_add_epi16(b[w], gt, b[w], _mm512_set1_epi16(1 << (s)));                                  \
+    }
+    _Pragma("GCC unroll 5")
+    for (int s = 1; s < 6; s++) QW_STEP(s, _mm512_permutexvar_epi16(b[w], _mm512_load_si512(lv[s])))
+    QW_STEP(6, _mm512_permutex2var_epi16(_mm512_load_si512(lv[6]), b[w], _mm512_load_si512(lv[6] + 32)))
+    QW_STEP(7, _mm512_mask_blend_epi16(
+                   _mm512_movepi16_mask(_mm512_slli_epi16(b[w], 9)),
+                   _mm512_permutex2var_epi16(_mm512_load_si512(lv[7]), b[w], _mm512_load_si512(lv[7] + 32)),
+                   _mm512_permutex2var_epi16(_mm512_load_si512(lv[7] + 64), b[w], _mm512_load_si512(lv[7] + 96))))
+#undef QW_STEP
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _Pragma("GCC unroll 12")
+    for (int q = 0; q < nq; q++) {
+        const qvec_tables *T = Q[q].T;
+        /* c = the bit-reversed counts as bytes: value 16q' + 4L + r at byte 16L + 4q' + r (plane_lookup64's order) */
+        const __m512i rev = _mm512_set1_epi64((long long)0x8040201008040201ull);
+        const __m512i c = _mm512_packus_epi16(_mm512_gf2p8affine_epi64_epi8(b[2 * q], rev, 0),
+                                              _mm512_gf2p8affine_epi64_epi8(b[2 * q + 1], rev, 0));
+        __m512 pc[4];
+        plane_lookup64_t(T->wplane, c, pc);
+        __mmask16 gt[4];
+        const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
+        _Pragma("GCC unroll 4")
+        for (int u = 0; u < 4; u++) /* y again (the same division): fewer live registers than keeping it */
+            gt[u] = _mm512_cmp_ps_mask(_mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am), pc[u],
+                                       _CMP_GT_OQ);
+        const __mmask64 m = _mm512_kunpackd(_mm512_kunpackw(gt[3], gt[2]), _mm512_kunpackw(gt[1], gt[0]));
+        const __m512i cn = _mm512_permutexvar_epi32(ord, c);
+        _mm512_storeu_si512(Q[q].out, _mm512_mask_sub_epi8(cn, m, cn, _mm512_set1_epi8(-1)));
+    }
+    if (any) { /* rare: zero or non-finite values take quant_qn's code for the value's class */
+        for (int q = 0; q < nq; q++)
+            for (int u = 0; u < 4; u++) {
+                const int w = 4 * q + u;
+                if (!sp[w]) continue;
+                for (int i = 0; i < 16; i++) {
+                    if (!((sp[w] >> i) & 1)) continue;
+                    const float vv = Q[q].v[16 * u + i], am = _mm512_cvtss_f32(Q[q].am);
+                    const float yv = am > 0.f ? vv / am : 0.f;
+                    const int cls = vv > 0.f ? 0 : (vv < 0.f ? 1 : 2);
+                    Q[q].out[16 * u + i] = (uint8_t)Q[q].T->fix[isnan(yv) ? 1 : 0][cls];
+                }
+            }
+    }
+}
+#endif
 
 /* the count form when its tables are built, else the search */
 #define QUANT_QN(T, map, v, am, out)                                                                                \

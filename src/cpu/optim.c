@@ -404,6 +404,15 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
         const __m512 vam = _mm512_set1_ps(am);
+#if defined(QV_REV) && defined(OPT8_VBMI)
+        if (o->qv->wcount) { /* the whole block: 8 chains of 32 lanes (quant_word_quads) */
+            const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
+                                  {o->qv, vals + 128, vam, o->codes + off + 128},
+                                  {o->qv, vals + 192, vam, o->codes + off + 192}};
+            quant_word_quads(4, Q);
+            return;
+        }
+#endif
         if (o->qv->counted) { /* two quads at a time: 8 search chains in flight (quant_count_quads) */
             for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
                 const q8_quad Q[2] = {{o->qv, vals + j, vam, o->codes + off + j},
@@ -529,6 +538,19 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     if (three) q1->absmax[b3] = mxc;
     if (q1->qv->counted && q2->qv->counted) {
         /* the count form on the two (three) states' quads together: 8 (12) search chains in flight */
+#if defined(QV_REV) && defined(OPT8_VBMI)
+        if (q1->qv->wcount && q2->qv->wcount) { /* 16-bit keys: 128 values per state at a time, 8 (12) chains */
+            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
+                const q8_quad Q[6] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
+                                      {q1->qv, s1 + j + 64, n1, q1->codes + i0 + j + 64},
+                                      {q2->qv, s2 + j + 64, n2, q2->codes + i0 + j + 64},
+                                      {q1->qv, s3 + j, n3, q1->codes + i3 + j},
+                                      {q1->qv, s3 + j + 64, n3, q1->codes + i3 + j + 64}};
+                quant_word_quads(three ? 6 : 4, Q);
+            }
+            return;
+        }
+#endif
         for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
             const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
                                   {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
@@ -685,6 +707,13 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         if (getenv("BNB_OPT8_NO_COUNT") == NULL) {
             if (v1.ok) qvec_count_cached(a.q1.map, &v1);
             if (node->src[3] && v2.ok) qvec_count_cached(a.q2.map, &v2);
+#if defined(QV_REV) && defined(OPT8_VBMI)
+            /* the 16-bit-key count (quant_word_quads): measured on Zen 5 only, so with the plane lookups (AMD) */
+            if (v1.planes && getenv("BNB_OPT8_NO_WORD") == NULL) {
+                qvec_word_build(&v1);
+                if (node->src[3]) qvec_word_build(&v2);
+            }
+#endif
         }
 #endif
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
