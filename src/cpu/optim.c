@@ -448,6 +448,26 @@ typedef struct {
 
 static size_t type_size(bnb_type t) { return t == BNB_TYPE_F16 || t == BNB_TYPE_BF16 ? 2 : 4; }
 
+/* Software prefetch of block b's parameter, gradient and codes into L1, issued OPT8_PREFETCH_BLOCKS blocks ahead: the
+ * re-quantization of a block is long and touches no new memory, and on the shared Zen 5 host the update then waited
+ * on the parameter / gradient loads (perf: ~18% of the samples on them at times; prefetched, Adam8 with two threads
+ * measured 24 -> 12 ms in such a period, no change in quiet ones). A prefetch never faults: no bounds check. */
+#define OPT8_PREFETCH_BLOCKS 2
+static inline void prefetch_block(const run8_args *a, int64_t b, const bool three) {
+#if defined(__GNUC__)
+    const int64_t i0 = b * BNB_OPTIM_BLOCK;
+    const char *p = (const char *)a->P + (size_t)i0 * type_size(a->pt);
+    const char *g = (const char *)a->G + (size_t)i0 * type_size(a->gt);
+    for (size_t j = 0; j < BNB_OPTIM_BLOCK * type_size(a->pt); j += 64) __builtin_prefetch(p + j, 1, 3);
+    for (size_t j = 0; j < BNB_OPTIM_BLOCK * type_size(a->gt); j += 64) __builtin_prefetch(g + j, 0, 3);
+    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+        __builtin_prefetch(a->q1.codes + i0 + j, 1, 3);
+        if (a->q2.codes) __builtin_prefetch(a->q2.codes + i0 + j, 1, 3);
+        if (three) __builtin_prefetch(a->q1.codes + a->npad + i0 + j, 1, 3);
+    }
+#endif
+}
+
 /* One 256-element block b: dequantize, update in f32 (the 32-bit loop on the block's f32 states: the same
  * per-element operations, vectorised), update the parameter, re-quantize. */
 static inline __attribute__((always_inline)) void run8_block_t(const run8_args *a, int64_t b, const int type) {
@@ -455,6 +475,7 @@ static inline __attribute__((always_inline)) void run8_block_t(const run8_args *
     const bool two = bnb_optim_n_states((bnb_optim_type)type) == 2, three = type == BNB_OPTIM_ADEMAMIX;
     int64_t i0 = b * BNB_OPTIM_BLOCK;
     int len = (int)BNB_MIN((int64_t)BNB_OPTIM_BLOCK, a->n - i0);
+    prefetch_block(a, b + OPT8_PREFETCH_BLOCKS, three);
     _Alignas(64) float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
     dequant_block(&a->q1, i0, b, len, s1);
     if (two) dequant_block(&a->q2, i0, b, len, s2);
@@ -489,6 +510,7 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     float *P = (float *)a->P + i0;
     const float *G = (const float *)a->G + i0;
     _Alignas(64) float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
+    prefetch_block(a, b + OPT8_PREFETCH_BLOCKS, three);
     const vec_hp k = vec_hp_of(h);
     const __m512 zero = _mm512_setzero_ps(), fmax = _mm512_set1_ps(FLT_MAX);
     const __m512 am1 = _mm512_set1_ps(q1->absmax[b]), am2 = _mm512_set1_ps(q2->absmax[b]);
