@@ -280,12 +280,19 @@ __device__ __forceinline__ void req16(const qmap_sh &s, bool fast, int zneg, con
     for (int half = 0; half < 2; half++) { /* one copy of the code for both halves (registers, instruction cache) */
         float v[QG], y[QG];
         int c[QG];
+        /* one flag per group: when any value is outside the residual step's range, the whole group takes the IEEE
+         * division (the same correctly rounded y for the values inside it), so no per-value branch */
+        bool exact = !rq;
 #pragma unroll
         for (int k = 0; k < QG; k++) {
             v[k] = half ? vals[QG + k] : vals[k];
             float q = __fmul_rn(v[k], r);
             y[k] = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
-            if (!(rq && fabsf(v[k]) >= 0x1p-90f)) y[k] = am > 0.f ? v[k] / am : 0.f;
+            exact = exact || !(fabsf(v[k]) >= 0x1p-90f);
+        }
+        if (exact) {
+#pragma unroll
+            for (int k = 0; k < QG; k++) y[k] = am > 0.f ? v[k] / am : 0.f;
         }
         if (fast) {
             int e[QG];
