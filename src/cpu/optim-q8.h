@@ -47,6 +47,25 @@ static bool planes_default(void) {
 }
 #endif
 
+/* The 8 halving levels of a sorted array of 256 (level s: its 2^s pivots; the search's order) and the byte planes of
+ * level 7: the map values (lvl / plane7) or the count thresholds (clvl / cplane7). */
+static void build_levels(const float *src, float lvl[8][128], uint8_t plane7[4][128]) {
+    for (int s = 0; s < 8; s++)
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = b;
+#ifdef QV_REV
+            pos = 0; /* the s bits of b reversed (see quant16) */
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
+#endif
+            lvl[s][pos] = src[b * (256 >> s) + (128 >> s) - 1];
+        }
+    for (int j = 0; j < 128; j++) {
+        uint32_t u;
+        memcpy(&u, &lvl[7][j], 4);
+        for (int k = 0; k < 4; k++) plane7[k][j] = (uint8_t)(u >> (8 * k));
+    }
+}
+
 static void qvec_tables_build(const float *map, qvec_tables *T) {
     memset(T, 0, sizeof *T);
     T->ok = !isnan(map[0]);
@@ -62,20 +81,7 @@ static void qvec_tables_build(const float *map, qvec_tables *T) {
     }
     T->nneg_dec = T->nneg > 0 ? T->nneg : -1;
     T->nneg_inc = BNB_MIN(T->nneg, 255);
-    for (int s = 0; s < 8; s++)
-        for (int b = 0; b < (1 << s); b++) {
-            int pos = b;
-#ifdef QV_REV
-            pos = 0; /* the s bits of b reversed (see quant16) */
-            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
-#endif
-            T->lvl[s][pos] = map[b * (256 >> s) + (128 >> s) - 1];
-        }
-    for (int j = 0; j < 128; j++) {
-        uint32_t u;
-        memcpy(&u, &T->lvl[7][j], 4);
-        for (int k = 0; k < 4; k++) T->plane7[k][j] = (uint8_t)(u >> (8 * k));
-    }
+    build_levels(map, T->lvl, T->plane7);
 }
 
 #ifdef OPT8_VBMI
@@ -576,20 +582,7 @@ static void qvec_count_build(const float *map, qvec_tables *T) {
         if (j > 0 && !(P[j] >= P[j - 1])) T->counted = false; /* not monotone: keep quant_qn */
     }
     P[255] = INFINITY;
-    for (int s = 0; s < 8; s++)
-        for (int b = 0; b < (1 << s); b++) {
-            int pos = b;
-#ifdef QV_REV
-            pos = 0;
-            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
-#endif
-            T->clvl[s][pos] = P[b * (256 >> s) + (128 >> s) - 1];
-        }
-    for (int j = 0; j < 128; j++) {
-        uint32_t u;
-        memcpy(&u, &T->clvl[7][j], 4);
-        for (int k = 0; k < 4; k++) T->cplane7[k][j] = (uint8_t)(u >> (8 * k));
-    }
+    build_levels(P, T->clvl, T->cplane7);
     /* y = +-0: value 1e-30, -1e-30, 0 over absmax +inf; NaN y: value +inf, -inf, NaN over absmax +inf */
     memset(yv, 0, sizeof yv);
     const float probe[6] = {1e-30f, -1e-30f, 0.f, INFINITY, -INFINITY, NAN};
