@@ -338,6 +338,7 @@ static inline int quantize_code_table(const float *map, const quant_table *t, fl
 }
 
 #include "optim-q8.h" /* qvec_tables, plane_lookup64, quant_qn (AVX-512) */
+#include "optim-q8tab.h" /* quant_tab_quads: the count by a direct table (AVX-512) */
 
 typedef struct {
     uint8_t *codes;
@@ -404,6 +405,13 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
         const __m512 vam = _mm512_set1_ps(am);
+        if (o->qv->tab) { /* the whole block by table entries (quant_tab_quads) */
+            const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
+                                  {o->qv, vals + 128, vam, o->codes + off + 128},
+                                  {o->qv, vals + 192, vam, o->codes + off + 192}};
+            quant_tab_quads(4, Q);
+            return;
+        }
 #if defined(QV_REV) && defined(OPT8_VBMI)
         if (o->qv->wcount) { /* the whole block: 8 chains of 32 lanes (quant_word_quads) */
             const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
@@ -558,6 +566,14 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     const float mxc = three ? _mm512_reduce_max_ps(mx3) : 0.f;
     const __m512 n3 = _mm512_set1_ps(mxc);
     if (three) q1->absmax[b3] = mxc;
+    if (q1->qv->tab && q2->qv->tab) { /* table entries (quant_tab_quads), the states' quads of a slice together */
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+            const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
+                                  {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
+            quant_tab_quads(three ? 3 : 2, Q);
+        }
+        return;
+    }
     if (q1->qv->counted && q2->qv->counted) {
         /* the count form on the two (three) states' quads together: 8 (12) search chains in flight */
 #if defined(QV_REV) && defined(OPT8_VBMI)
@@ -737,10 +753,20 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
             }
 #endif
         }
+        /* the table re-quantizer (quant_tab_quads): built per update from the count thresholds, large tensors only */
+        struct q8tab *tabs = NULL;
+        if (n >= QT8_MIN_N && v1.counted && (!node->src[3] || v2.counted) && q8tab_default() &&
+            (tabs = malloc(2 * sizeof *tabs)) != NULL) {
+            if (q8tab_build(&v1, &tabs[0])) v1.tab = &tabs[0];
+            if (node->src[3] && q8tab_build(&v2, &tabs[1])) v2.tab = &tabs[1];
+        }
 #endif
         int64_t nblk = (n + BNB_OPTIM_BLOCK - 1) / BNB_OPTIM_BLOCK;
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int64_t b = 0; b < nblk; b++) run8_block(&a, b);
+#ifdef OPT8_AVX512
+        free(tabs);
+#endif
     }
     float *hy = node->src[4]->data;
     memcpy(&hy[BNB_HYPER_STEP], &h.t, sizeof h.t);

@@ -1,0 +1,163 @@
+/* The 8-bit re-quantizer of the CPU optimizers as a direct table (included by optim.c after optim-q8.h; AVX-512).
+ * The count form (quant_qn_count) gives code = #{j : P_j < y} over the 255 sorted thresholds P_j for y != +-0 and
+ * not NaN. Here that count comes from one gathered table entry per value instead of an 8-level search:
+ * buckets by y's float bits (sign, and |y|'s bits >> 16: 7 mantissa bits, QT8_E binades below 1; |y| < 2^-QT8_E
+ * shares the lowest bucket of its sign), each entry holding a = the number of thresholds below the bucket and, if
+ * the bucket holds exactly one threshold P, the low 16 bits of P's order-preserving key. Two floats of one bucket
+ * differ only in those low bits (their keys share the high bits), so P < y is low16(key P) < low16(key y), and the
+ * entry stores (a << 16) | (0xffff - low16(key P)): code = (entry + low16(key y)) >> 16, the carry is the compare.
+ * Buckets with two or more thresholds, or the merged lowest bucket with one, are flagged (bit 31) and their lanes
+ * take a scalar count (rare); y = +-0 / NaN keep the count form's fix-up. Codes are identical to the count form,
+ * hence to quant_qn and bnb_optim_quantize_code. Per 16 values: the division, ~12 integer ops and one gather (a
+ * 24 KB table, of which a block touches a few binades) instead of ~34 ops (8 dependent permute-compare levels). */
+#ifndef BNB_CPU_OPTIM_Q8TAB_H
+#define BNB_CPU_OPTIM_Q8TAB_H
+
+#ifdef OPT8_AVX512
+#define QT8_SH 16                                /* key bits inside a bucket */
+#define QT8_E 24                                 /* binades below 1 with their own buckets */
+#define QT8_KLO ((127 - QT8_E) << 23)            /* |y|'s bits below this share the lowest bucket */
+#define QT8_MLO (QT8_KLO >> QT8_SH)              /* lowest magnitude bucket */
+#define QT8_MHI (0x3f800000 >> QT8_SH)           /* bucket of 1.0 (|y| <= 1: the block's absmax) */
+#define QT8_NM (QT8_MHI - QT8_MLO + 1)           /* buckets per sign */
+#define QT8_SLOW 0x80000000u
+/* Tensors below this many elements keep the search (the table build, ~6K entries, would not pay off). */
+#define QT8_MIN_N 65536
+
+struct q8tab {
+    uint32_t ent[2 * QT8_NM]; /* positive y: [m - QT8_MLO], negative y: [QT8_NM + m - QT8_MLO] */
+    float P[256];             /* the thresholds (P[255] = +inf) for the slow lanes */
+};
+
+/* Whether to use the table. Measured on Zen 5 (1 thread, 8M): slower than the search there (Adam8 ~11.5 -> ~15 ms):
+ * a 16-lane gather is microcoded on AMD (~5 ns here, the reason the dequantize uses byte planes on AMD). On Intel
+ * (Ice Lake / Sapphire Rapids) a gather is a few uops plus 16 loads on otherwise idle load ports, while the search
+ * is ~22 uops per 16 values on port 5 (its permutes and every compare into a mask), so the table is the default
+ * there: a prediction from the port counts, not measured on an Intel host. BNB_OPT8_TAB=0|1 overrides. */
+static bool q8tab_default(void) {
+    const char *e = getenv("BNB_OPT8_TAB");
+    if (e) return strcmp(e, "0") != 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    return !__builtin_cpu_is("amd");
+#else
+    return true;
+#endif
+}
+
+/* order-preserving int key of a float (-0 just below +0) */
+static inline int32_t qt8_key(float x) {
+    int32_t k;
+    memcpy(&k, &x, 4);
+    return k ^ ((k >> 31) & 0x7fffffff);
+}
+
+/* #{j : P_j < y} for y != +-0, not NaN */
+static inline int qt8_count(const float *P, float y) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += P[i + step - 1] < y ? step : 0;
+    return i;
+}
+
+static inline uint32_t qt8_entry(const int32_t *K, int *j, int32_t klo, int32_t khi, bool merged) {
+    while (*j < 255 && K[*j] < klo) (*j)++;
+    int h = 0;
+    while (*j + h < 255 && K[*j + h] <= khi) h++;
+    uint32_t e = (uint32_t)*j << 16;
+    if (h >= 2 || (merged && h == 1)) return e | QT8_SLOW;
+    return h == 1 ? e | (0xffffu - ((uint32_t)K[*j] & 0xffffu)) : e;
+}
+
+/* The table of a map with count tables (T->counted); false if the thresholds are not sorted. ~6K entries by two
+ * merges over the thresholds' keys. */
+static bool q8tab_build(const qvec_tables *T, struct q8tab *Q) {
+    if (!T->counted) return false;
+    for (int s = 0; s < 8; s++) /* every P_j is the pivot of exactly one level (build_levels' order) */
+        for (int b = 0; b < (1 << s); b++) {
+            int pos = b;
+#ifdef QV_REV
+            pos = 0;
+            for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
+#endif
+            Q->P[b * (256 >> s) + (128 >> s) - 1] = T->clvl[s][pos];
+        }
+    Q->P[255] = INFINITY;
+    int32_t K[255];
+    for (int j = 0; j < 255; j++) {
+        if (isnan(Q->P[j]) || (j > 0 && !(Q->P[j - 1] <= Q->P[j]))) return false;
+        K[j] = qt8_key(Q->P[j]);
+        if (j > 0 && K[j] < K[j - 1]) return false; /* -0 after +0 */
+    }
+    /* positive y, bucket m: keys [m << 16, (m + 1) << 16) (the lowest from 0); negative y, bucket m: keys
+     * [-((m + 1) << 16), -(m << 16)) (key(-x) = -1 - bits(x)); both sides walked in increasing key order */
+    int j = 0;
+    for (int m = QT8_MHI; m >= QT8_MLO; m--)
+        Q->ent[QT8_NM + m - QT8_MLO] = qt8_entry(K, &j, -((m + 1) << QT8_SH), -(m << QT8_SH) - 1, m == QT8_MLO);
+    j = 0;
+    for (int m = QT8_MLO; m <= QT8_MHI; m++)
+        Q->ent[m - QT8_MLO] = qt8_entry(K, &j, m == QT8_MLO ? 0 : m << QT8_SH, ((m + 1) << QT8_SH) - 1, m == QT8_MLO);
+    return true;
+}
+
+/* Codes of nq quads (q8_quad: 64 values of one state, its tables, absmax and output) with table entries. */
+static inline __attribute__((always_inline)) void quant_tab_quads(const int nq, const q8_quad *Q) {
+    const __m512i abs = _mm512_set1_epi32(0x7fffffff), klo = _mm512_set1_epi32(QT8_KLO);
+    const __m512i one = _mm512_set1_epi32(0x3f800000), nm = _mm512_set1_epi32(QT8_NM);
+    const __m512i low = _mm512_set1_epi32(0xffff);
+    const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _Pragma("GCC unroll 6")
+    for (int q = 0; q < nq; q++) {
+        const qvec_tables *T = Q[q].T;
+        /* the gather's base: entry m - QT8_MLO at index m (an address computed as an integer, never dereferenced) */
+        const void *base = (const void *)((uintptr_t)T->tab->ent - (uintptr_t)QT8_MLO * 4u);
+        const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
+        __m512i cs[4], acc = _mm512_setzero_si512();
+        __mmask16 sp[4], any = 0;
+        _Pragma("GCC unroll 4")
+        for (int u = 0; u < 4; u++) {
+            const __m512 y = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
+            sp[u] = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
+            any |= sp[u];
+            const __m512i yb = _mm512_castps_si512(y);
+            const __m512i m = _mm512_srli_epi32(_mm512_min_epu32(_mm512_max_epu32(_mm512_and_si512(yb, abs), klo), one),
+                                                QT8_SH);
+            const __m512i idx = _mm512_mask_add_epi32(m, _mm512_movepi32_mask(yb), m, nm);
+            const __m512i e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)~sp[u], idx, base, 4);
+            /* low 16 bits of y's key: (bits ^ (sign ? ~0 : 0)) & 0xffff */
+            const __m512i kl = _mm512_ternarylogic_epi32(yb, _mm512_srai_epi32(yb, 31), low, 0x28);
+            cs[u] = _mm512_srli_epi32(_mm512_add_epi32(e, kl), 16);
+            acc = _mm512_or_si512(acc, e);
+        }
+        if (any) { /* rare: zero or non-finite values */
+            _Pragma("GCC unroll 4")
+            for (int u = 0; u < 4; u++) {
+                const __m512 vu = _mm512_loadu_ps(Q[q].v + 16 * u);
+                const __m512 y = _mm512_maskz_div_ps(amp, vu, Q[q].am);
+                const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
+                const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
+                const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q), zer = sp[u] & ~nan;
+                const __mmask16 cls[3] = {vpos, vneg, (__mmask16)~(vpos | vneg)};
+                for (int k = 0; k < 3; k++) {
+                    cs[u] = _mm512_mask_mov_epi32(cs[u], zer & cls[k], _mm512_set1_epi32(T->fix[0][k]));
+                    cs[u] = _mm512_mask_mov_epi32(cs[u], nan & cls[k], _mm512_set1_epi32(T->fix[1][k]));
+                }
+            }
+        }
+        const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[0], cs[1]), _mm512_packus_epi32(cs[2], cs[3]));
+        _mm512_storeu_si512(Q[q].out, _mm512_permutexvar_epi32(ord, pk));
+        if (_mm512_movepi32_mask(acc)) { /* rare: a crowded bucket; its lanes by a scalar count */
+            const float am = _mm512_cvtss_f32(Q[q].am);
+            for (int i = 0; i < 64; i++) {
+                const float y = am > 0.f ? Q[q].v[i] / am : 0.f;
+                if (y == 0.f || isnan(y)) continue; /* fixed above */
+                uint32_t u;
+                memcpy(&u, &y, 4);
+                const uint32_t mag = BNB_MIN(BNB_MAX(u & 0x7fffffffu, (uint32_t)QT8_KLO), 0x3f800000u) >> QT8_SH;
+                if (T->tab->ent[mag - QT8_MLO + ((u >> 31) ? QT8_NM : 0)] & QT8_SLOW)
+                    Q[q].out[i] = (uint8_t)qt8_count(T->tab->P, y);
+            }
+        }
+    }
+}
+#endif /* OPT8_AVX512 */
+
+#endif
