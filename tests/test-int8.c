@@ -298,6 +298,39 @@ static void test_accuracy(bnb_backend *be) {
     tc_check(ea < TOL_INT8 && ea == ez, "no outliers: t=6 error %.17g, t=0 error %.17g (must be equal)", ea, ez);
 }
 
+/* More outlier columns than the CUDA epilogues keep close (8 in the sm_90a kernel's shared memory, OUTL_CAP = 256
+ * staged in global memory): error vs float64 and, off the CPU, agreement with the CPU. O odd: partial tiles. */
+static void test_many_outliers(bnb_backend *be) {
+    const int64_t K = 640, T = 70, O = 301;
+    const int counts[3] = {9, 20, 270};
+    for (int ci = 0; ci < 3; ci++) {
+        const int n = counts[ci];
+        tc_rng r;
+        tc_rng_seed(&r, 4242 + (uint64_t)ci);
+        float *x = tc_malloc((size_t)(K * T) * 4), *w = tc_malloc((size_t)(K * O) * 4), *b = tc_malloc((size_t)O * 4);
+        float *y = tc_malloc((size_t)(T * O) * 4), *yc = tc_malloc((size_t)(T * O) * 4);
+        double *ref = tc_malloc((size_t)(T * O) * 8);
+        int cols[270];
+        for (int j = 0; j < n; j++) cols[j] = (j * 7 + 3) % (int)K; /* distinct: 7 and 640 are coprime */
+        fill_normalish(&r, x, K * T, 1.f);
+        fill_normalish(&r, w, K * O, 0.05f);
+        fill_normalish(&r, b, O, 0.1f);
+        inject_outliers(&r, x, K, T, cols, n, 25.f);
+        mm_cfg cfg = {BNB_TYPE_F32, W_HOST_I8, false, 6.f};
+        if (tc_check(run_mm(be, &cfg, x, w, b, K, T, O, y), "many outliers (%d) on %s: run", n, bnb_backend_name(be))) {
+            ref_mm(x, w, b, K, T, O, ref);
+            const double e = tc_norm_rel_err(y, ref, T * O);
+            tc_check(e < TOL_INT8, "many outliers (%d) on %s: rel error %.3g", n, bnb_backend_name(be), e);
+            if (be != g_cpu && run_mm(g_cpu, &cfg, x, w, b, K, T, O, yc)) {
+                for (int64_t i = 0; i < T * O; i++) ref[i] = yc[i];
+                const double d = tc_norm_rel_err(y, ref, T * O);
+                tc_check(d < 2e-5, "many outliers (%d): %s vs cpu rel difference %.3g", n, bnb_backend_name(be), d);
+            }
+        }
+        free(x), free(w), free(b), free(y), free(yc), free(ref);
+    }
+}
+
 /* odd shapes: rows/cols not multiples of 4/16/32/64, a single token (GEMV), K below one vector */
 static void test_shapes(bnb_backend *be) {
     const int64_t shapes[][3] = {{1, 1, 1}, {7, 1, 3},    {33, 2, 5},   {64, 3, 4},  {65, 4, 17},
@@ -544,6 +577,15 @@ int main(int argc, char **argv) {
                 test_int32_exact(be, isas[k], ex[s][0], ex[s][1], ex[s][2]);
         test_accuracy(be);
         test_shapes(be);
+        test_many_outliers(be);
+        if (!bnb_backend_is_cpu(be)) { /* the sm_90a GEMM (where the device has it) also below one wave of tiles */
+            setenv("BNB_INT8_GEMM", "wgmma", 1);
+            for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
+            test_accuracy(be);
+            test_shapes(be);
+            test_many_outliers(be);
+            unsetenv("BNB_INT8_GEMM");
+        }
         test_master_weights(be);
         test_empty(be);
         test_host_set_get(be, 6.f);

@@ -1,7 +1,7 @@
 /* LLM.int8 int8 GEMM with the epilogue fused, for sm_90a (H100/H200): wgmma m64n256k32 s8.s8 -> s32, tiles loaded by
  * TMA (cp.async.bulk.tensor, 128-byte swizzle) into a 4-stage mbarrier ring, one producer warp, two consumer
- * warpgroups. The int32 accumulators never leave the registers: y = c * sx * sw + outlier sums + bias (epi_value,
- * same op order as int8.cu's epilogue_kernel) is stored straight from them.
+ * warpgroups. The epilogue y = c * sx * sw + outlier sums + bias (epi_value, same op order as int8.cu's
+ * epilogue_kernel) runs on the int32 tile staged in shared memory: no int32 C in global memory.
  *
  * Block tile: 128 tokens x 256 outputs, K in steps of 128 bytes. Consumer warpgroup g (1, 2) owns tokens
  * 64 (g - 1) .. +63 of the tile. Rows past T / O come in as zeros from the TMA (out-of-bounds fill) and are not
@@ -10,10 +10,9 @@
  * This file is compiled for sm_90a as well as the project's architectures; only the sm_90a pass
  * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded.
  *
- * Status (docs/perf-int8-cuda.md): exact (bitwise equal to the cuBLASLt path, test-int8 passes), main loop fast
- * (0.41 ms at 4096 x 4096 x 16384 with the epilogue off), but the epilogue is not: 1.48 ms in all vs 0.63 ms for
- * cuBLASLt + epilogue_kernel, so the path is opt-in (BNB_INT8_GEMM=wgmma). Variants 1-3 (BNB_INT8_SM90_VAR: grouped
- * tile order, tile stores through shared memory) compile but have not run on a GPU yet. */
+ * Status and measurements: docs/perf-int8-cuda.md. Outputs are bitwise equal to the cuBLASLt path (bench-int8 and
+ * test-int8 compare them). BNB_INT8_SM90_VAR (comparisons): bit 0 grouped tile order, bit 1 run 3's epilogue straight
+ * from the registers (slow: ~80 us per tile of instruction fetch). */
 #include "int8-gemm.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPoint, no -lcuda */
@@ -30,13 +29,13 @@
 #define G_B_BYTES (G_BN * G_BK)
 #define G_STAGE_BYTES (G_A_BYTES + G_B_BYTES)
 #define G_GROUP 8 /* output tiles per group of the grouped tile order (variant bit 0) */
-#define G_TS 264  /* row stride (floats) of the output tile staged in shared memory (variant bit 1) */
+#define G_TS 264  /* row stride (int32) of the accumulator tile staged in shared memory (conflict-free) */
 #define G_VAR_DEFAULT 0
-#define G_EPI_Q 8 /* outlier columns whose epilogue operands are staged in shared memory */
-#define G_EPI_BYTES ((2 * G_BN + G_EPI_Q * G_BN + G_BM * G_EPI_Q) * 4)
+#define G_EPI_Q 8 /* outlier columns whose epilogue operands are staged in shared memory (the epilogue reads 2 float4) */
+#define G_EPI_BYTES ((2 * G_BN + G_EPI_Q * G_BN + G_BM * G_EPI_Q + G_BM) * 4)
 #define G_SMEM (G_STAGES * G_STAGE_BYTES + 1024 /* align */ + 256 /* barriers */ + G_EPI_BYTES)
 #define G_THREADS 384
-#define G_DEFAULT_ON 0 /* opt-in (BNB_INT8_GEMM=wgmma) until it beats cuBLASLt + epilogue: run 3 1.48 vs 0.63 ms */
+#define G_DEFAULT_ON 1 /* the default GEMM on sm_90 (BNB_INT8_GEMM=lt forces cuBLASLt + epilogue_kernel) */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define G_SM90A 1
@@ -145,6 +144,28 @@ __device__ __noinline__ float4 outl_sums_rest(const epi_args &a, int q0, int t0,
     return e;
 }
 
+/* The same for 4 consecutive outputs o.. of one token t (the staged epilogue); columns past O get 0. */
+__device__ __noinline__ float4 outl_sums_rest4(const epi_args &a, int q0, int t, int o, float4 sw, float4 e) {
+    const int n = *a.count, ns = min(n, OUTL_CAP);
+    const bool h1 = o + 1 < a.O, h2 = o + 2 < a.O, h3 = o + 3 < a.O;
+    for (int q = q0; q < ns; q++) { /* staged in global memory */
+        const float *wr = a.wo_st + (size_t)q * a.Op + o;
+        const float r = a.r_st[(size_t)t * OUTL_CAP + q];
+        e.x = __fmaf_rn(r, wr[0], e.x), e.y = __fmaf_rn(r, h1 ? wr[1] : 0.f, e.y);
+        e.z = __fmaf_rn(r, h2 ? wr[2] : 0.f, e.z), e.w = __fmaf_rn(r, h3 ? wr[3] : 0.f, e.w);
+    }
+    for (int q = max(q0, OUTL_CAP); q < n; q++) { /* beyond the staged columns: gather directly (slow, correct) */
+        const int c = a.idx[q];
+        const int8_t *wc = a.wq + (size_t)o * a.ldw + c;
+        const float r = outl_residual(a, t, q, c);
+        e.x = __fmaf_rn(r, __fmul_rn((float)wc[0], sw.x), e.x);
+        e.y = __fmaf_rn(r, h1 ? __fmul_rn((float)wc[a.ldw], sw.y) : 0.f, e.y);
+        e.z = __fmaf_rn(r, h2 ? __fmul_rn((float)wc[2 * (size_t)a.ldw], sw.z) : 0.f, e.z);
+        e.w = __fmaf_rn(r, h3 ? __fmul_rn((float)wc[3 * (size_t)a.ldw], sw.w) : 0.f, e.w);
+    }
+    return e;
+}
+
 #endif /* G_SM90A */
 
 __global__ void int8_sm90a_probe_kernel(int *out) {
@@ -185,7 +206,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
      * scales and bias [G_BN], staged outlier weights [G_EPI_Q][G_BN], residuals [G_BM][G_EPI_Q] (read from global
      * memory in the epilogue they were latency-bound: ~80 us per tile in run 1) */
     float *e_sw = (float *)(smem + G_STAGES * G_STAGE_BYTES + 256), *e_b = e_sw + G_BN, *e_wo = e_b + G_BN;
-    float *e_r = e_wo + G_EPI_Q * G_BN;
+    float *e_r = e_wo + G_EPI_Q * G_BN, *e_sx = e_r + G_BM * G_EPI_Q;
     const int n_outl = a.count ? *a.count : 0, n_sm = min(n_outl, G_EPI_Q);
     if (wg == 0) { /* producer */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
@@ -197,6 +218,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                 e_b[i] = ok && a.bias ? a.bias[o] : 0.f;
                 for (int q = 0; q < n_sm; q++) e_wo[q * G_BN + i] = ok ? a.wo_st[(size_t)q * a.Op + o] : 0.f;
             }
+            for (int i = tid - 32; i < G_BM; i += 96) e_sx[i] = m0 + i < a.T ? a.xmax[m0 + i] / 127.f : 0.f;
             for (int i = tid - 32; i < G_BM * G_EPI_Q; i += 96) {
                 const int t = m0 + i / G_EPI_Q, q = i % G_EPI_Q;
                 e_r[i] = t < a.T && q < n_sm ? a.r_st[(size_t)t * OUTL_CAP + q] : 0.f;
@@ -240,20 +262,87 @@ __global__ void __launch_bounds__(G_THREADS, 1)
             if (sum == 0x7eadbeef) a.y[0] = 1.f;
             return;
         }
-        /* epilogue: thread holds rows r, r + 8 and column pairs 8 j + 2 (lane % 4) (+1), j = 0..31 */
         asm volatile("bar.sync 1, 352;" ::: "memory"); /* the shared epilogue operands are in place */
-        const int warp = tid / 32, lane = tid % 32;
+        const int warp = tid / 32, lane = tid % 32, n = n_outl;
+        if (!(var & 2)) {
+            /* The raw int32 tile goes to shared memory (the pipeline stages: free once both warpgroups are past their
+             * last MMA) through 64 plain stores, and a rolled loop does the epilogue from there: small code. Run 3's
+             * epilogue straight from the registers was a 32-times unrolled body with the outlier loops inside
+             * (~80 us per tile, fixed, with or without MMAs: instruction fetch). */
+            asm volatile("bar.sync 2, 256;" ::: "memory");
+            int32_t *ts = (int32_t *)smem + (size_t)(wg - 1) * 64 * G_TS;
+            {
+                int32_t *p0 = ts + (warp * 16 + lane / 4) * G_TS + (lane % 4) * 2, *p1 = p0 + 8 * G_TS;
+#pragma unroll
+                for (int j = 0; j < 32; j++) {
+                    *reinterpret_cast<int2 *>(p0 + 8 * j) = make_int2(acc[4 * j], acc[4 * j + 1]);
+                    *reinterpret_cast<int2 *>(p1 + 8 * j) = make_int2(acc[4 * j + 2], acc[4 * j + 3]);
+                }
+            }
+            if (wg == 1) asm volatile("bar.sync 3, 128;" ::: "memory");
+            else asm volatile("bar.sync 4, 128;" ::: "memory");
+            /* thread: 4 consecutive outputs (a warp writes 512 contiguous bytes of a row), every other row, 4 rows per
+             * step with all their shared-memory loads first (independent chains; the stores are generic and would
+             * otherwise order the loads); the thread's columns of the staged outlier weights stay in registers */
+            const int c = (tid & 63) * 4, o = n0 + c;
+            if (o >= a.O) return;
+            const float4 sw = *reinterpret_cast<const float4 *>(e_sw + c), bb = *reinterpret_cast<const float4 *>(e_b + c);
+            const bool vec = (a.O & 3) == 0 && o + 3 < a.O;
+            float4 wr[G_EPI_Q];
+#pragma unroll
+            for (int q = 0; q < G_EPI_Q; q++)
+                wr[q] = q < n_sm ? *reinterpret_cast<const float4 *>(e_wo + q * G_BN + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 1
+            for (int lr0 = tid >> 6; lr0 < 64; lr0 += 8) {
+                int4 cv[4];
+                float sx[4], rr[4][G_EPI_Q];
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const int lr = lr0 + 2 * u, rt = (wg - 1) * 64 + lr;
+                    cv[u] = *reinterpret_cast<const int4 *>(ts + lr * G_TS + c);
+                    sx[u] = e_sx[rt];
+                    const float4 ra = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q);
+                    const float4 rb = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q + 4);
+                    rr[u][0] = ra.x, rr[u][1] = ra.y, rr[u][2] = ra.z, rr[u][3] = ra.w;
+                    rr[u][4] = rb.x, rr[u][5] = rb.y, rr[u][6] = rb.z, rr[u][7] = rb.w;
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const int t = m0 + (wg - 1) * 64 + lr0 + 2 * u; /* token */
+                    if (t >= a.T) break;
+                    float4 e = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+                    for (int q = 0; q < G_EPI_Q; q++) { /* same order as epilogue_kernel: q ascending */
+                        if (q < n_sm) {
+                            e.x = __fmaf_rn(rr[u][q], wr[q].x, e.x), e.y = __fmaf_rn(rr[u][q], wr[q].y, e.y);
+                            e.z = __fmaf_rn(rr[u][q], wr[q].z, e.z), e.w = __fmaf_rn(rr[u][q], wr[q].w, e.w);
+                        }
+                    }
+                    if (n > n_sm) e = outl_sums_rest4(a, n_sm, t, o, sw, e); /* rare: more columns than staged */
+                    const float4 y = make_float4(epi_value(cv[u].x, sx[u], sw.x, e.x, bb.x),
+                                                 epi_value(cv[u].y, sx[u], sw.y, e.y, bb.y),
+                                                 epi_value(cv[u].z, sx[u], sw.z, e.z, bb.z),
+                                                 epi_value(cv[u].w, sx[u], sw.w, e.w, bb.w));
+                    float *yp = a.y + (size_t)t * a.O + o;
+                    if (vec) {
+                        *reinterpret_cast<float4 *>(yp) = y;
+                    } else {
+                        yp[0] = y.x;
+                        if (o + 1 < a.O) yp[1] = y.y;
+                        if (o + 2 < a.O) yp[2] = y.z;
+                        if (o + 3 < a.O) yp[3] = y.w;
+                    }
+                }
+            }
+            return;
+        }
+        /* variant bit 1 (run 3's epilogue, for comparison): straight from the registers; thread holds rows r, r + 8
+         * and column pairs 8 j + 2 (lane % 4) (+1), j = 0..31 */
         const int row0 = (wg - 1) * 64 + warp * 16 + lane / 4, t0 = m0 + row0, t1 = t0 + 8;
         const bool v0 = t0 < a.T, v1 = t1 < a.T;
-        const float sx0 = v0 ? a.xmax[t0] / 127.f : 0.f, sx1 = v1 ? a.xmax[t1] / 127.f : 0.f;
-        const int n = n_outl;
+        const float sx0 = e_sx[row0], sx1 = e_sx[row0 + 8];
         const bool pair_store = (a.O & 1) == 0;
         const float *r0s = e_r + row0 * G_EPI_Q, *r1s = e_r + (row0 + 8) * G_EPI_Q;
-        /* variant bit 1: the tile goes through shared memory (the pipeline stages, free once both warpgroups are
-         * past their last MMA) and is written out in whole 1 KB row segments */
-        float *ts = (float *)smem + (size_t)(wg - 1) * 64 * G_TS;
-        const int lr0 = warp * 16 + lane / 4;
-        if (var & 2) asm volatile("bar.sync 2, 256;" ::: "memory");
 #pragma unroll
         for (int j = 0; j < 32; j++) {
             const int cl = j * 8 + (lane % 4) * 2, o = n0 + cl;
@@ -274,38 +363,12 @@ __global__ void __launch_bounds__(G_THREADS, 1)
             }
             const float y00 = epi_value(acc[4 * j + 0], sx0, sw0, e00, b0), y01 = epi_value(acc[4 * j + 1], sx0, sw1, e01, b1);
             const float y10 = epi_value(acc[4 * j + 2], sx1, sw0, e10, b0), y11 = epi_value(acc[4 * j + 3], sx1, sw1, e11, b1);
-            if (var & 2) {
-                *reinterpret_cast<float2 *>(ts + lr0 * G_TS + cl) = make_float2(y00, y01);
-                *reinterpret_cast<float2 *>(ts + (lr0 + 8) * G_TS + cl) = make_float2(y10, y11);
-            } else if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
+            if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
                 if (v0) *reinterpret_cast<float2 *>(a.y + (size_t)t0 * a.O + o) = make_float2(y00, y01);
                 if (v1) *reinterpret_cast<float2 *>(a.y + (size_t)t1 * a.O + o) = make_float2(y10, y11);
             } else {
                 if (v0) { a.y[(size_t)t0 * a.O + o] = y00; if (has1) a.y[(size_t)t0 * a.O + o + 1] = y01; }
                 if (v1) { a.y[(size_t)t1 * a.O + o] = y10; if (has1) a.y[(size_t)t1 * a.O + o + 1] = y11; }
-            }
-        }
-        if (var & 2) {
-            if (wg == 1) asm volatile("bar.sync 3, 128;" ::: "memory");
-            else asm volatile("bar.sync 4, 128;" ::: "memory");
-            const bool vec = (a.O & 3) == 0;
-            for (int r = 0; r < 16; r++) {
-                const int lr = warp * 16 + r, t = m0 + (wg - 1) * 64 + lr;
-                if (t >= a.T) break;
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int c = h * 128 + lane * 4, o = n0 + c;
-                    const float4 v = *reinterpret_cast<const float4 *>(ts + lr * G_TS + c);
-                    float *yp = a.y + (size_t)t * a.O + o;
-                    if (vec && o + 3 < a.O) {
-                        *reinterpret_cast<float4 *>(yp) = v;
-                    } else {
-                        if (o < a.O) yp[0] = v.x;
-                        if (o + 1 < a.O) yp[1] = v.y;
-                        if (o + 2 < a.O) yp[2] = v.z;
-                        if (o + 3 < a.O) yp[3] = v.w;
-                    }
-                }
             }
         }
     }
@@ -320,18 +383,23 @@ typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32
 #define G_MAX_DEV 64
 static std::mutex g_mutex;
 static signed char g_ready[G_MAX_DEV]; /* 0 unknown, 1 yes, -1 no */
+static int g_sms[G_MAX_DEV];           /* multiprocessors, read with g_ready */
 static encode_tiled_fn g_encode;
 
-/* Once per device, outside captures: compute capability 9.0, the tensor-map encoder found, the sm_90a body loaded. */
-bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c) {
-    /* BNB_INT8_GEMM=lt / =wgmma: force either path (A/B measurements); unset: G_DEFAULT_ON */
+/* Once per device, outside captures: compute capability 9.0, the tensor-map encoder found, the sm_90a body loaded.
+ * By default only for T x O of at least one wave of tiles: below that cuBLASLt's smaller tiles / split K win
+ * (300 x 4000 x 1000: 0.031 vs 0.048 ms). */
+bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c, int T, int O) {
+    /* BNB_INT8_GEMM=lt / =wgmma: force either path (A/B measurements, tests); unset: G_DEFAULT_ON */
     const char *env = getenv("BNB_INT8_GEMM");
     if (env && strcmp(env, "lt") == 0) return false;
-    if (!G_DEFAULT_ON && !(env && strcmp(env, "wgmma") == 0)) return false;
+    const bool forced = env && strcmp(env, "wgmma") == 0;
+    if (!G_DEFAULT_ON && !forced) return false;
     if (c->device < 0 || c->device >= G_MAX_DEV) return false;
+    const int64_t tiles = (int64_t)((T + G_BM - 1) / G_BM) * ((O + G_BN - 1) / G_BN);
     {
         std::lock_guard<std::mutex> lock(g_mutex);
-        if (g_ready[c->device]) return g_ready[c->device] > 0;
+        if (g_ready[c->device]) return g_ready[c->device] > 0 && (forced || tiles >= g_sms[c->device]);
     }
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return false;
@@ -346,6 +414,8 @@ bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c) {
         if (!g_encode && cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
                                                           &q) == cudaSuccess && q == cudaDriverEntryPointSuccess)
             g_encode = (encode_tiled_fn)fn;
+        if (cudaDeviceGetAttribute(&g_sms[c->device], cudaDevAttrMultiProcessorCount, c->device) != cudaSuccess)
+            g_sms[c->device] = 1;
         if (g_encode && cudaMalloc(&d_flag, sizeof(int)) == cudaSuccess) {
             int8_sm90a_probe_kernel<<<1, 1, 0, c->stream>>>(d_flag);
             ok = cudaMemcpyAsync(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost, c->stream) == cudaSuccess &&
@@ -358,7 +428,7 @@ bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c) {
     cudaGetLastError(); /* a failed probe leaves no sticky launch error behind */
     std::lock_guard<std::mutex> lock(g_mutex);
     g_ready[c->device] = ok ? 1 : -1;
-    return ok;
+    return ok && (forced || tiles >= g_sms[c->device]);
 }
 
 static bool encode_map(CUtensorMap *m, const int8_t *base, int rows, int kdim, int ld, int box_rows) {
@@ -376,7 +446,7 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN))
         return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (cuda sm_90a): tensor map for T %d K %d O %d failed", a.T,
                         kdim, a.O);
-    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 output tile through shared memory (default G_VAR_DEFAULT) */
+    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 register epilogue (default G_VAR_DEFAULT) */
     const char *vs = getenv("BNB_INT8_SM90_VAR");
     const int var = vs ? atoi(vs) & 3 : G_VAR_DEFAULT;
     const unsigned MT = (unsigned)((a.T + G_BM - 1) / G_BM), NT = (unsigned)((a.O + G_BN - 1) / G_BN);

@@ -40,10 +40,11 @@ __device__ __forceinline__ float epi_value(int32_t c, float sx, float sw, float 
 }
 
 /* Fused sm_90a path (int8-gemm-sm90a.cu). bnb_int8_sm90a_ready: the device is compute capability 9.0 and the
- * sm_90a kernel is the one loaded (checked once per device by a probe launch, never during a capture).
+ * sm_90a kernel is the one loaded (checked once per device by a probe launch, never during a capture), and the
+ * T x O output has at least one tile per multiprocessor (BNB_INT8_GEMM=wgmma: any size; =lt: never).
  * bnb_int8_gemm_sm90a: y = epilogue(xq [T x kdim] · wq [O x kdim]ᵀ); xq / wq rows ldq / ldw bytes apart (multiples
  * of 16, 16-byte aligned bases), zero past K up to kdim. */
-bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c);
+bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c, int T, int O);
 bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim);
 
 #endif

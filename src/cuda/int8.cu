@@ -661,7 +661,7 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     const int kdim = ldw == Kp ? Kp : K;
     /* sm_90a: our wgmma GEMM with the epilogue fused (no int32 C in memory). TMA needs 16-byte aligned rows. */
     if (T > 0 && O > 0 && kdim > 0 && ldq % 16 == 0 && ldw % 16 == 0 && aligned16(xq) && aligned16(wq) &&
-        bnb_int8_sm90a_ready(c)) {
+        bnb_int8_sm90a_ready(c, T, O)) {
         st = bnb_int8_gemm_sm90a(c, a, kdim);
         stage_mark(&tm, c, "gemm+epilogue (sm_90a)");
         stage_report(&tm, c, T, K, O);
