@@ -161,4 +161,107 @@ __device__ __forceinline__ void deq16(const qmap_sh &s, uint4 cv, float am, floa
     for (int k = 0; k < Q_PER; k++) o[k] = MUL(s.map[code_at(cv, k)], am);
 }
 
+/* ------------------------------------------------------------------ persistent kernel (k_upd8p) tables */
+/* One 16-byte entry per bucket (src/optim/optim-qf.h: thresholds with the sign rule folded in): a value's code is
+ * a + (ta < y) + (tb < y) from one LDS.128 when slow == 0. Dynamic shared memory: the entries of both maps, the sorted
+ * maps (dequantize, bnb_optim_quantize_code) and the set-up's scratch (thresholds, their buckets). */
+struct __align__(16) qent {
+    float ta, tb;
+    int a, slow;
+};
+#define QP_ENT_BYTES (QF_NB * 16)
+#define QP_SMEM (2 * QP_ENT_BYTES + 4 * 256 * 4)
+struct qp_maps {
+    const qent *ent[2];
+    const float *map[2];
+};
+
+/* All THREADS threads: builds the entry tables of nm maps in smem. Returns whether the maps are sorted and finite
+ * (else no tables: callers take bnb_optim_quantize_code). */
+template <int nm> __device__ bool qp_setup(unsigned char *smem, const float *const *map, qp_maps &out) {
+    qent *ent[2] = {(qent *)smem, (qent *)(smem + QP_ENT_BYTES)};
+    float *msh[2] = {(float *)(smem + 2 * QP_ENT_BYTES), (float *)(smem + 2 * QP_ENT_BYTES) + 256};
+    float *tt = msh[1] + 256;
+    int *bk = (int *)(tt + 256);
+    for (int q = 0; q < 2; q++) out.ent[q] = ent[q], out.map[q] = msh[q];
+    const int k = threadIdx.x;
+    bool ok = true;
+    for (int q = 0; q < nm; q++) {
+        float m = map[q][k];
+        msh[q][k] = m;
+        ok = ok && finite_f(m);
+    }
+    __syncthreads();
+    for (int q = 0; q < nm; q++) ok = ok && (k == 255 || msh[q][k] <= msh[q][k + 1]);
+    const bool fast = __syncthreads_and(ok);
+    if (!fast) return false;
+    const float inf = __int_as_float(0x7f800000);
+    for (int q = 0; q < nm; q++) {
+        const int zneg = __syncthreads_count(msh[q][k] < 0.f); /* also: the previous map's entries are written */
+        float T = k < 255 ? qf_fold(qf_threshold(msh[q][k], msh[q][k + 1]), k, zneg) : inf;
+        tt[k] = T;
+        bk[k] = k < 255 ? qf_bucket(T) : QF_NB;
+        __syncthreads();
+        for (int b = k; b < QF_NB; b += THREADS) {
+            const int a = qf_count_below(bk, b), h = qf_count_below(bk, b + 1) - a;
+            qent e;
+            e.ta = tt[a]; /* a <= 255, tt[255] = inf */
+            e.tb = a < 255 ? tt[a + 1] : inf;
+            e.a = a;
+            e.slow = qf_entry_slow(b, h);
+            ent[q][b] = e;
+        }
+    }
+    __syncthreads();
+    return true;
+}
+
+/* New absmax of the 256-block (16 lanes; all 32 lanes call it) and the 16 codes of a thread's values. Fast path
+ * (tables built, absmax in [2^-66, 2^90]): y by the reciprocal and one residual step (correctly rounded for |v| >=
+ * 2^-90, host-checked; a value below that has |y| < 2^-23 and lands in the slow centre bucket), one entry load, two
+ * compares; a group of QG values with any slow entry is redone by bnb_optim_quantize_code with y = v / absmax. */
+__device__ __forceinline__ uint4 req16p(const qent *ent, const float *msh, bool fast, const float *vals, float &amo) {
+    float am = 0.f;
+#pragma unroll
+    for (int k = 0; k < Q_PER; k++) am = fmaxf(am, fabsf(vals[k])); /* padding lanes hold 0 */
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
+    amo = am;
+    const bool rq = fast && am >= 0x1p-66f && am <= 0x1p90f;
+    const float r = __frcp_rn(rq ? am : 1.f);
+    uint32_t w[4] = {0, 0, 0, 0};
+#pragma unroll 1
+    for (int half = 0; half < 2; half++) {
+        float v[QG];
+#pragma unroll
+        for (int k = 0; k < QG; k++) v[k] = half ? vals[QG + k] : vals[k];
+        uint32_t lo = 0, hi = 0;
+        int slow = rq ? 0 : 1;
+        if (rq) {
+#pragma unroll
+            for (int k = 0; k < QG; k++) {
+                const float q = __fmul_rn(v[k], r), y = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
+                const qent e = ent[qf_bucket(y)];
+                const uint32_t c = (uint32_t)(e.a + (e.ta < y ? 1 : 0) + (e.tb < y ? 1 : 0));
+                slow |= e.slow;
+                if (k < 4) lo |= c << (8 * k);
+                else hi |= c << (8 * (k - 4));
+            }
+        }
+        if (slow) {
+            lo = hi = 0;
+#pragma unroll
+            for (int k = 0; k < QG; k++) {
+                const float y = am > 0.f ? v[k] / am : 0.f;
+                const uint32_t c = (uint32_t)bnb_optim_quantize_code(msh, y, v[k]);
+                if (k < 4) lo |= c << (8 * k);
+                else hi |= c << (8 * (k - 4));
+            }
+        }
+        if (half) w[2] = lo, w[3] = hi;
+        else w[0] = lo, w[1] = hi;
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 #endif

@@ -463,6 +463,134 @@ __global__ void __launch_bounds__(THREADS, MINB) k_upd8(const upd_batch<CAP> b, 
     if (PF && have) cp_async_wait_all(); /* never left in flight (cannot happen: the last chunk prefetches nothing) */
 }
 
+/* ------------------------------------------------------------------ persistent single-tensor Adam/AdamW (k_upd8p) */
+/* sqrt.rn / div.rn as ptxas expands them (MUFU + Newton steps), without the range checks and slow-path calls: the
+ * caller checks the operands' range for a whole group (sqrt: the same range ptxas tests, 2^-101 <= x (here <= 2^100);
+ * division: |n|, d in [2^-60, 2^60], where no intermediate under- or overflows, so the result is that of the same
+ * operations on the operands scaled into [1, 2), which pass ptxas' FCHK) and redoes the group with IEEE sqrtf and /
+ * otherwise. Same instructions, so the same correctly rounded results. */
+__device__ __forceinline__ float sqrt_nochk(float x) {
+    float r;
+    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    const float s = __fmul_rn(x, r), hr = __fmul_rn(r, 0.5f);
+    return __fmaf_rn(__fmaf_rn(-s, s, x), hr, s);
+}
+__device__ __forceinline__ float div_nochk(float n, float d) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+    r = __fmaf_rn(r, __fmaf_rn(-d, r, 1.f), r);
+    const float q = __fmaf_rn(n, r, 0.f);
+    return __fmaf_rn(r, __fmaf_rn(-d, q, n), q);
+}
+
+/* A grid of about 2 CTAs per SM; each builds both maps' entry tables once (qp_setup), then takes chunks of CHUNK8 by
+ * grid stride. Per thread 16 elements: the fast update (no per-element branch: one flag per thread for the sqrt /
+ * division ranges, non-finite g (caught by the v range), skip_zeros' g == 0; if set, the thread's 16 elements are
+ * redone with the exact per-element code from reloaded p / g and the codes), then re-quantization by req16p. */
+template <int OT> __global__ void __launch_bounds__(THREADS, 2) k_upd8p(const upd_batch<1> b) {
+    extern __shared__ __align__(16) unsigned char p_smem[];
+    const upd_tensor &t = b.t[0];
+    opt8_dev q1 = opt8_parts(t.s1, t.n), q2 = opt8_parts(t.s2, t.n);
+    float *P = (float *)t.p;
+    const float *G = (const float *)t.g;
+    const float *maps[2] = {q1.map, q2.map};
+    qp_maps tb;
+    const bool fast = qp_setup<2>(p_smem, maps, tb);
+    const dev_hp h = read_hp(b, t);
+    const float ob1 = 1.f - h.b1, ob2 = 1.f - h.b2, st = MUL(h.uscale, h.step_size), ec2 = MUL(h.eps, h.c2);
+    const float dec = SUB(1.f, MUL(h.lr, h.wd));
+    const bool wd = h.wd > 0.f, uok = ec2 >= 0.f && ec2 <= 0x1p50f, skipz = h.skip_zeros;
+    const int64_t nch = ((int64_t)t.n + CHUNK8 - 1) / CHUNK8;
+#pragma unroll 1
+    for (int64_t ch = blockIdx.x; ch < nch; ch += gridDim.x) { /* CTA-uniform: req16p's shuffles need whole warps */
+        const int64_t i = ch * CHUNK8 + (int64_t)threadIdx.x * Q_PER, blk = i / BNB_OPTIM_BLOCK;
+        const int cnt = (int)max((int64_t)0, min((int64_t)Q_PER, (int64_t)t.n - i));
+        float p[Q_PER], g[Q_PER], m[Q_PER], v[Q_PER];
+        uint4 c1 = make_uint4(0, 0, 0, 0), c2 = c1;
+        float am1 = 0.f, am2 = 0.f;
+        if (cnt > 0) {
+            ld16(G, i, cnt, true, g);
+            ld16(P, i, cnt, true, p);
+            c1 = ld_codes(q1.codes, i, cnt, true);
+            c2 = ld_codes(q2.codes, i, cnt, true);
+            am1 = q1.absmax[blk], am2 = q2.absmax[blk];
+        }
+        bool bad = cnt < Q_PER || !uok;
+#pragma unroll
+        for (int k = 0; k < Q_PER; k++) {
+            const float gk = MUL(g[k], h.gscale);
+            const float s1 = MUL(tb.map[0][code_at(c1, k)], am1), s2 = MUL(tb.map[1][code_at(c2, k)], am2);
+            const float mm = ADD(MUL(h.b1, s1), MUL(ob1, gk));
+            const float vv = ADD(MUL(h.b2, s2), MUL(ob2, MUL(gk, gk)));
+            /* vv in [2^-101, 2^100] (NaN / inf from a non-finite g fail): den in [2^-50.5, 2^51] as ec2 <= 2^50 */
+            bad = bad | ((uint32_t)__float_as_uint(vv) - 0x0d000000u > 0x64800000u);
+            bad = bad | !(fabsf(mm) >= 0x1p-60f) | !(fabsf(mm) <= 0x1p60f) | (skipz & (gk == 0.f));
+            const float den = ADD(sqrt_nochk(vv), ec2);
+            p[k] = ADD(p[k], MUL(st, div_nochk(mm, den)));
+            m[k] = mm, v[k] = vv;
+        }
+        if (wd) {
+#pragma unroll
+            for (int k = 0; k < Q_PER; k++) p[k] = MUL(p[k], dec);
+        }
+        if (bad && cnt > 0) { /* rare: the exact per-element update (k_upd8's), from reloaded p, g */
+            ld16(G, i, cnt, true, g);
+            ld16(P, i, cnt, true, p);
+#pragma unroll
+            for (int k = 0; k < Q_PER; k++) {
+                float x = MUL(tb.map[0][code_at(c1, k)], am1), y = MUL(tb.map[1][code_at(c2, k)], am2), z = 0.f;
+                if (k < cnt) {
+                    const float gk = MUL(g[k], h.gscale);
+                    if (!finite_f(gk)) x = y = 0.f;
+                    else if (!(skipz && gk == 0.f)) elem_update_t(h, OT, gk, p[k], x, y, z);
+                } else x = y = 0.f;
+                m[k] = x, v[k] = y;
+            }
+        } else if (cnt <= 0) {
+#pragma unroll
+            for (int k = 0; k < Q_PER; k++) m[k] = v[k] = 0.f;
+        }
+        if (cnt > 0) st16(P, i, cnt, true, p);
+        float a1, a2;
+        const uint4 w1 = req16p(tb.ent[0], tb.map[0], fast, m, a1);
+        const uint4 w2 = req16p(tb.ent[1], tb.map[1], fast, v, a2);
+        if (cnt <= 0) continue;
+        if ((threadIdx.x & 15) == 0) q1.absmax[blk] = a1, q2.absmax[blk] = a2;
+        if (cnt == Q_PER) {
+            *(uint4 *)(q1.codes + i) = w1;
+            *(uint4 *)(q2.codes + i) = w2;
+        } else {
+#pragma unroll
+            for (int k = 0; k < Q_PER; k++)
+                if (k < cnt) q1.codes[i + k] = (uint8_t)code_at(w1, k), q2.codes[i + k] = (uint8_t)code_at(w2, k);
+        }
+    }
+}
+
+/* BNB_OPT8_P: 1 (default) single-tensor f32 Adam/AdamW through k_upd8p, 0: through k_upd8 (as before). */
+static bool opt8_persistent() {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("BNB_OPT8_P");
+        v = e && e[0] == '0' ? 0 : 1;
+    }
+    return v == 1;
+}
+template <int OT> static void launch8p(cudaStream_t s, const upd_batch<1> &b) {
+    static int grid0 = 0;
+    if (!grid0) {
+        int dev = 0, sms = 0, per = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        cudaFuncSetAttribute(k_upd8p<OT>, cudaFuncAttributeMaxDynamicSharedMemorySize, QP_SMEM);
+        cudaFuncSetAttribute(k_upd8p<OT>, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, k_upd8p<OT>, THREADS, QP_SMEM);
+        grid0 = BNB_MAX(1, sms) * BNB_MAX(1, per);
+    }
+    const int64_t nch = ((int64_t)b.t[0].n + CHUNK8 - 1) / CHUNK8;
+    k_upd8p<OT><<<(int)BNB_MIN((int64_t)grid0, nch), THREADS, QP_SMEM, s>>>(b);
+}
+
 /* Variants, kept for comparisons (BNB_OPT8_VARIANT; docs/perf-optim.md): 0 (default) plain loads, 1 slots (async
  * copies; measured slower), 2 plain loads and 3 CTAs per SM (register cap 80, spills; single-tensor f32 Adam and
  * Lion; slower), c: cycle through them launch by launch (test-optim checks all three in one run). */
@@ -481,6 +609,12 @@ template <typename PT, typename GT, int CAP, int OT>
 static void launch8(cudaStream_t s, const upd_batch<CAP> &b, int grid, bool vec) {
     const int var = opt8_variant();
     constexpr bool f32 = sizeof(PT) == 4 && sizeof(GT) == 4;
+    if constexpr (f32 && CAP == 1 && (OT == BNB_OPTIM_ADAM || OT == BNB_OPTIM_ADAMW)) {
+        if (vec && opt8_persistent()) {
+            launch8p<OT>(s, b);
+            return;
+        }
+    }
     if constexpr (f32 && CAP == 1 && (OT == BNB_OPTIM_ADAM || OT == BNB_OPTIM_LION)) {
         if (var == 2) {
             k_upd8<PT, GT, CAP, OT, 3><<<grid, THREADS, 0, s>>>(b, vec ? 1 : 0, 0);

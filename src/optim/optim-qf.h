@@ -85,4 +85,21 @@ QF_HD int qf_sign_rule(int c, float value, int zneg) {
     return c;
 }
 
+/* Entry tables of the persistent kernel k_upd8p (src/cuda/optim.cu): one 16-byte entry per bucket, {T'[a], T'[a+1],
+ * a, slow}, so a value costs one shared load. T' = T with the sign rule folded in: for a sorted map with 0 < zneg <
+ * 256 negative values, T'[zneg - 1] = -0.0f. Then for y != 0 and a value of y's sign, code = #{k : T'[k] < y} equals
+ * qf_sign_rule(#{T[k] < y}) (y < 0: the rule caps the count at zneg - 1, which is what dropping T[zneg - 1] below
+ * every negative y does; y > 0: the rule lifts zneg - 1 to zneg, which is what T' = -0 < y counts). T' stays sorted
+ * (T[zneg - 2] <= map[zneg - 1] < 0 <= map[zneg] <= T[zneg]) and the buckets stay nondecreasing. slow: the bucket
+ * holds more than QF_K thresholds, or it is the centre bucket (|y| < 2^-23, +-0: there the value's sign and y's may
+ * differ, or the value is 0) or an outer one (|y| > ~1, inf, NaN); the kernel then takes bnb_optim_quantize_code. */
+QF_HD float qf_fold(float T, int k, int zneg) { return (zneg > 0 && zneg < 256 && k == zneg - 1) ? -0.0f : T; }
+/* Number of bk[0..254] < b (bk nondecreasing). */
+QF_HD int qf_count_below(const int *bk, int b) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += bk[i + step - 1] < b ? step : 0;
+    return i;
+}
+QF_HD int qf_entry_slow(int b, int h) { return h > QF_K || b == 0 || b == QF_C || b >= QF_NB - 1; }
+
 #endif
