@@ -248,7 +248,7 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
     const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
                          {129, 4096, 520}, {77, 208, 36}};
     printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs wgmma variants (BNB_INT8_SM90_VAR: bit 0 grouped tile order, "
-           "bit 1 epilogue from the registers, run 3's), outputs compared bitwise\n%6s %6s %6s | %9s | %9s %9s %9s %9s | %s\n",
+           "bit 1 streaming output stores), outputs compared bitwise\n%6s %6s %6s | %9s | %9s %9s %9s %9s | %s\n",
            "tokens", "in", "out", "lt ms", "var0", "var1", "var2", "var3", "outputs differing");
     int fails = 0;
     for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++) {

@@ -11,8 +11,8 @@
  * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded.
  *
  * Status and measurements: docs/perf-int8-cuda.md. Outputs are bitwise equal to the cuBLASLt path (bench-int8 and
- * test-int8 compare them). BNB_INT8_SM90_VAR (comparisons): bit 0 grouped tile order, bit 1 run 3's epilogue straight
- * from the registers (slow: ~80 us per tile of instruction fetch). */
+ * test-int8 compare them). BNB_INT8_SM90_VAR (comparisons): bit 0 grouped tile order, bit 1 streaming (evict-first)
+ * output stores. */
 #include "int8-gemm.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPoint, no -lcuda */
@@ -121,30 +121,8 @@ __device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t 
           "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
         : "l"(da), "l"(db), "r"(1));
 }
-/* Outlier sums for columns q >= q0 of one thread's 2 x 2 outputs, continuing e (same q order as epilogue_kernel).
- * Not inlined: inside the 32-times unrolled epilogue this code made the kernel ~50 k instructions, and instruction
- * fetch misses cost ~80 us per tile (run 2: 1.65 ms with the MMAs switched off, 0.41 ms with the epilogue off). */
-__device__ __noinline__ float4 outl_sums_rest(const epi_args &a, int q0, int t0, int t1, bool v0, bool v1, int o,
-                                              bool has1, float sw0, float sw1, float4 e) {
-    const int n = *a.count, ns = min(n, OUTL_CAP);
-    for (int q = q0; q < ns; q++) { /* staged in global memory */
-        const float w0 = a.wo_st[(size_t)q * a.Op + o], w1 = has1 ? a.wo_st[(size_t)q * a.Op + o + 1] : 0.f;
-        const float r0 = v0 ? a.r_st[(size_t)t0 * OUTL_CAP + q] : 0.f, r1 = v1 ? a.r_st[(size_t)t1 * OUTL_CAP + q] : 0.f;
-        e.x = __fmaf_rn(r0, w0, e.x), e.y = __fmaf_rn(r0, w1, e.y);
-        e.z = __fmaf_rn(r1, w0, e.z), e.w = __fmaf_rn(r1, w1, e.w);
-    }
-    for (int q = max(q0, OUTL_CAP); q < n; q++) { /* beyond the staged columns: gather directly (slow, correct) */
-        const int c = a.idx[q];
-        const float w0 = __fmul_rn((float)a.wq[(size_t)o * a.ldw + c], sw0);
-        const float w1 = has1 ? __fmul_rn((float)a.wq[(size_t)(o + 1) * a.ldw + c], sw1) : 0.f;
-        const float r0 = v0 ? outl_residual(a, t0, q, c) : 0.f, r1 = v1 ? outl_residual(a, t1, q, c) : 0.f;
-        e.x = __fmaf_rn(r0, w0, e.x), e.y = __fmaf_rn(r0, w1, e.y);
-        e.z = __fmaf_rn(r1, w0, e.z), e.w = __fmaf_rn(r1, w1, e.w);
-    }
-    return e;
-}
-
-/* The same for 4 consecutive outputs o.. of one token t (the staged epilogue); columns past O get 0. */
+/* Outlier sums for columns q >= q0 (past the ones staged in shared memory) of 4 consecutive outputs o.. of token t,
+ * continuing e (same q order as epilogue_kernel); columns past O get 0. Not inlined: rare, kept out of the hot loop. */
 __device__ __noinline__ float4 outl_sums_rest4(const epi_args &a, int q0, int t, int o, float4 sw, float4 e) {
     const int n = *a.count, ns = min(n, OUTL_CAP);
     const bool h1 = o + 1 < a.O, h2 = o + 2 < a.O, h3 = o + 3 < a.O;
@@ -264,7 +242,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
         }
         asm volatile("bar.sync 1, 352;" ::: "memory"); /* the shared epilogue operands are in place */
         const int warp = tid / 32, lane = tid % 32, n = n_outl;
-        if (!(var & 2)) {
+        {
             /* The raw int32 tile goes to shared memory (the pipeline stages: free once both warpgroups are past their
              * last MMA) through 64 plain stores, and a rolled loop does the epilogue from there: small code. Run 3's
              * epilogue straight from the registers was a 32-times unrolled body with the outlier loops inside
@@ -325,7 +303,8 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                                                  epi_value(cv[u].w, sx[u], sw.w, e.w, bb.w));
                     float *yp = a.y + (size_t)t * a.O + o;
                     if (vec) {
-                        *reinterpret_cast<float4 *>(yp) = y;
+                        if (var & 2) __stcs(reinterpret_cast<float4 *>(yp), y); /* evict-first: keep x / W in L2 */
+                        else *reinterpret_cast<float4 *>(yp) = y;
                     } else {
                         yp[0] = y.x;
                         if (o + 1 < a.O) yp[1] = y.y;
@@ -333,42 +312,6 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                         if (o + 3 < a.O) yp[3] = y.w;
                     }
                 }
-            }
-            return;
-        }
-        /* variant bit 1 (run 3's epilogue, for comparison): straight from the registers; thread holds rows r, r + 8
-         * and column pairs 8 j + 2 (lane % 4) (+1), j = 0..31 */
-        const int row0 = (wg - 1) * 64 + warp * 16 + lane / 4, t0 = m0 + row0, t1 = t0 + 8;
-        const bool v0 = t0 < a.T, v1 = t1 < a.T;
-        const float sx0 = e_sx[row0], sx1 = e_sx[row0 + 8];
-        const bool pair_store = (a.O & 1) == 0;
-        const float *r0s = e_r + row0 * G_EPI_Q, *r1s = e_r + (row0 + 8) * G_EPI_Q;
-#pragma unroll
-        for (int j = 0; j < 32; j++) {
-            const int cl = j * 8 + (lane % 4) * 2, o = n0 + cl;
-            if (o >= a.O) continue;
-            const bool has1 = o + 1 < a.O;
-            const float2 sw = *reinterpret_cast<const float2 *>(e_sw + cl), bb = *reinterpret_cast<const float2 *>(e_b + cl);
-            const float sw0 = sw.x, sw1 = sw.y, b0 = bb.x, b1 = bb.y;
-            float e00 = 0.f, e01 = 0.f, e10 = 0.f, e11 = 0.f; /* e<row><col> */
-            for (int q = 0; q < n_sm; q++) { /* same order as epilogue_kernel: q ascending */
-                const float2 w = *reinterpret_cast<const float2 *>(e_wo + q * G_BN + cl);
-                const float r0 = r0s[q], r1 = r1s[q];
-                e00 = __fmaf_rn(r0, w.x, e00), e01 = __fmaf_rn(r0, w.y, e01);
-                e10 = __fmaf_rn(r1, w.x, e10), e11 = __fmaf_rn(r1, w.y, e11);
-            }
-            if (n > n_sm) { /* rare: more outlier columns than shared memory holds (kept out of the unrolled body) */
-                const float4 e = outl_sums_rest(a, n_sm, t0, t1, v0, v1, o, has1, sw0, sw1, make_float4(e00, e01, e10, e11));
-                e00 = e.x, e01 = e.y, e10 = e.z, e11 = e.w;
-            }
-            const float y00 = epi_value(acc[4 * j + 0], sx0, sw0, e00, b0), y01 = epi_value(acc[4 * j + 1], sx0, sw1, e01, b1);
-            const float y10 = epi_value(acc[4 * j + 2], sx1, sw0, e10, b0), y11 = epi_value(acc[4 * j + 3], sx1, sw1, e11, b1);
-            if (pair_store) { /* O even: o even, o + 1 < O, 8-byte aligned */
-                if (v0) *reinterpret_cast<float2 *>(a.y + (size_t)t0 * a.O + o) = make_float2(y00, y01);
-                if (v1) *reinterpret_cast<float2 *>(a.y + (size_t)t1 * a.O + o) = make_float2(y10, y11);
-            } else {
-                if (v0) { a.y[(size_t)t0 * a.O + o] = y00; if (has1) a.y[(size_t)t0 * a.O + o + 1] = y01; }
-                if (v1) { a.y[(size_t)t1 * a.O + o] = y10; if (has1) a.y[(size_t)t1 * a.O + o + 1] = y11; }
             }
         }
     }
@@ -446,7 +389,7 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN))
         return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (cuda sm_90a): tensor map for T %d K %d O %d failed", a.T,
                         kdim, a.O);
-    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 register epilogue (default G_VAR_DEFAULT) */
+    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 streaming output stores (default G_VAR_DEFAULT) */
     const char *vs = getenv("BNB_INT8_SM90_VAR");
     const int var = vs ? atoi(vs) & 3 : G_VAR_DEFAULT;
     const unsigned MT = (unsigned)((a.T + G_BM - 1) / G_BM), NT = (unsigned)((a.O + G_BN - 1) / G_BN);
