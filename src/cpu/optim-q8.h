@@ -1,8 +1,55 @@
-/* The 8-bit re-quantizer of the CPU optimizers on 16 lanes (included by optim.c only; no separate translation
- * unit): register-table search tables, byte-plane map lookups (VBMI) and quant_qn. Codes identical to
- * quantize_code_table / bnb_optim_quantize_code in optim.c. Split out to keep optim.c readable. */
+/* The 8-bit re-quantizer of the CPU optimizers (included by optim.c only; no separate translation unit): the scalar
+ * table search (quant_table), then on 16 lanes register-table search tables, byte-plane map lookups (VBMI) and
+ * quant_qn. Codes identical to quantize_code_table / bnb_optim_quantize_code. Split out to keep optim.c readable. */
 #ifndef BNB_CPU_OPTIM_Q8_H
 #define BNB_CPU_OPTIM_Q8_H
+
+/* Nearest-code search without a binary search: the lower bound of y starts from a table indexed by the top bits of
+ * |y| (exponent + 4 mantissa bits: buckets 6% wide, which hold at most a couple of dynamic-map values), then steps
+ * up while map[i] < y. It finds the same lower bound as bnb_optim_quantize_code's halving search, and the same final
+ * arithmetic follows, so the codes are identical. */
+#define QT_N 2048
+typedef struct {
+    uint8_t pos[QT_N], neg[QT_N];
+} quant_table;
+
+static float bucket_edge(uint32_t k) {
+    uint32_t b = k << 19;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* Two merges over the sorted map: O(QT_N + 256). */
+static void quant_table_build(const float *map, quant_table *t) {
+    int c = 0;
+    for (uint32_t k = 0; k < QT_N; k++) {
+        float lo = bucket_edge(k);
+        while (c < 256 && map[c] < lo) c++;
+        t->pos[k] = (uint8_t)BNB_MIN(c, 255);
+    }
+    c = 0;
+    for (int k = QT_N - 1; k >= 0; k--) {
+        float nhi = -bucket_edge((uint32_t)k + 1);
+        while (c < 256 && map[c] < nhi) c++;
+        t->neg[k] = (uint8_t)BNB_MIN(c, 255);
+    }
+}
+
+static inline int quantize_code_table(const float *map, const quant_table *t, float y, float value) {
+    uint32_t b;
+    memcpy(&b, &y, 4);
+    uint32_t k = (b & 0x7fffffffu) >> 19;
+    if (k >= QT_N) k = QT_N - 1;
+    int i = (b >> 31) ? t->neg[k] : t->pos[k];
+    while (i < 255 && map[i] < y) i++;
+    int lo = i > 0 ? i - 1 : 0;
+    int c = (y - map[lo] <= map[i] - y) ? lo : i;
+    float cv = map[c];
+    c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
+    c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
+    return c;
+}
 
 #ifdef OPT8_AVX512
 /* The same search 16 lanes at a time, without a binary search in memory: level s of the 8 halving steps compares y

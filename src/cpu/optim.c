@@ -23,6 +23,7 @@
 #define OPT8_VBMI 1 /* dequantize by byte-plane permutes (deq64) */
 #endif
 #endif
+#include "optim-div.h" /* rcp_div_default, div_by_const */
 
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
     float gscale;         /* gradient scale (clipping) */
     float uscale;         /* LAMB/LARS trust-ratio scale of the step */
     bool skip_zeros;
+    bool rcpdiv;          /* AdEMAMix's divisions by c1, c2 by reciprocal + residual (rcp_div_default) */
 } upd_hp;
 
 static inline float ld(const void *p, bnb_type t, int64_t i) {
@@ -173,8 +175,9 @@ static inline __attribute__((always_inline)) void run32_range(const upd_hp *h, i
  * element). The same f32 operations in the same order (separate multiplies and adds: the C11 build does not
  * contract them) and the same selects as elem_update / run32_range, so results are bit-identical. */
 typedef struct {
-    __m512 b1, omb1, b2, omb2, b3, omb3, usss, epsc2, lr, c1, c2, alpha, eps, decay, gscale, wdv;
+    __m512 b1, omb1, b2, omb2, b3, omb3, usss, epsc2, lr, c1, c2, alpha, eps, decay, gscale, wdv, rc1, rc2;
     __mmask16 wd, skipz;
+    bool rcp; /* c1, c2 in [2^-20, 2^20] and h->rcpdiv: div_by_const */
 } vec_hp;
 
 static inline vec_hp vec_hp_of(const upd_hp *h) {
@@ -187,8 +190,11 @@ static inline vec_hp vec_hp_of(const upd_hp *h) {
     k.alpha = _mm512_set1_ps(h->alpha), k.eps = _mm512_set1_ps(h->eps), k.decay = _mm512_set1_ps(h->decay);
     k.gscale = _mm512_set1_ps(h->gscale), k.wdv = _mm512_set1_ps(h->wd);
     k.wd = h->wd > 0.f ? 0xffff : 0, k.skipz = h->skip_zeros ? 0xffff : 0;
+    k.rcp = h->rcpdiv && h->c1 >= 0x1p-20f && h->c1 <= 0x1p20f && h->c2 >= 0x1p-20f && h->c2 <= 0x1p20f;
+    k.rc1 = _mm512_set1_ps(1.f / (k.rcp ? h->c1 : 1.f)), k.rc2 = _mm512_set1_ps(1.f / (k.rcp ? h->c2 : 1.f));
     return k;
 }
+
 
 /* New parameter and states (before the finite / skip-zeros selects). type: Adam (also AdamW, LAMB), RMSprop,
  * Adagrad or AdEMAMix. */
@@ -206,8 +212,10 @@ static inline __attribute__((always_inline)) __m512 vec_update(const vec_hp *k, 
     const __m512 v = _mm512_add_ps(_mm512_mul_ps(k->b2, *s2), _mm512_mul_ps(k->omb2, _mm512_mul_ps(g, g)));
     if (type == BNB_OPTIM_ADEMAMIX) {
         const __m512 m2 = _mm512_add_ps(_mm512_mul_ps(k->b3, *s3), _mm512_mul_ps(k->omb3, g));
-        const __m512 num = _mm512_add_ps(_mm512_div_ps(m, k->c1), _mm512_mul_ps(k->alpha, m2));
-        const __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), k->c2), k->eps);
+        const __m512 sv = _mm512_sqrt_ps(v);
+        const __m512 mc = k->rcp ? div_by_const(m, k->c1, k->rc1) : _mm512_div_ps(m, k->c1);
+        const __m512 num = _mm512_add_ps(mc, _mm512_mul_ps(k->alpha, m2));
+        const __m512 den = _mm512_add_ps(k->rcp ? div_by_const(sv, k->c2, k->rc2) : _mm512_div_ps(sv, k->c2), k->eps);
         pv = _mm512_sub_ps(pv, _mm512_mul_ps(k->lr, _mm512_div_ps(num, den)));
         *s3 = m2;
     } else {
@@ -290,53 +298,6 @@ static __attribute__((noinline)) void run32(const upd_hp *h, bnb_type pt, bnb_ty
 }
 
 /* ------------------------------------------------------------------------------------------ 8-bit states */
-/* Nearest-code search without a binary search: the lower bound of y starts from a table indexed by the top bits of
- * |y| (exponent + 4 mantissa bits: buckets 6% wide, which hold at most a couple of dynamic-map values), then steps
- * up while map[i] < y. It finds the same lower bound as bnb_optim_quantize_code's halving search, and the same final
- * arithmetic follows, so the codes are identical. */
-#define QT_N 2048
-typedef struct {
-    uint8_t pos[QT_N], neg[QT_N];
-} quant_table;
-
-static float bucket_edge(uint32_t k) {
-    uint32_t b = k << 19;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-/* Two merges over the sorted map: O(QT_N + 256). */
-static void quant_table_build(const float *map, quant_table *t) {
-    int c = 0;
-    for (uint32_t k = 0; k < QT_N; k++) {
-        float lo = bucket_edge(k);
-        while (c < 256 && map[c] < lo) c++;
-        t->pos[k] = (uint8_t)BNB_MIN(c, 255);
-    }
-    c = 0;
-    for (int k = QT_N - 1; k >= 0; k--) {
-        float nhi = -bucket_edge((uint32_t)k + 1);
-        while (c < 256 && map[c] < nhi) c++;
-        t->neg[k] = (uint8_t)BNB_MIN(c, 255);
-    }
-}
-
-static inline int quantize_code_table(const float *map, const quant_table *t, float y, float value) {
-    uint32_t b;
-    memcpy(&b, &y, 4);
-    uint32_t k = (b & 0x7fffffffu) >> 19;
-    if (k >= QT_N) k = QT_N - 1;
-    int i = (b >> 31) ? t->neg[k] : t->pos[k];
-    while (i < 255 && map[i] < y) i++;
-    int lo = i > 0 ? i - 1 : 0;
-    int c = (y - map[lo] <= map[i] - y) ? lo : i;
-    float cv = map[c];
-    c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
-    c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
-    return c;
-}
-
 #include "optim-q8.h" /* qvec_tables, plane_lookup64, quant_qn (AVX-512) */
 #include "optim-q8tab.h" /* quant_tab_quads: the count by a direct table (AVX-512) */
 
@@ -625,6 +586,7 @@ static void run8_block(const run8_args *a, int64_t b) {
 }
 
 /* ------------------------------------------------------------------------------------------ the update node */
+
 /* Reads the hyperparameters; t = stored step + 1. */
 static void read_hyper(const bnb_tensor *node, upd_hp *h) {
     const float *hy = node->src[4]->data;
@@ -646,6 +608,7 @@ static void read_hyper(const bnb_tensor *node, upd_hp *h) {
     h->gscale = node->src[5] ? *(const float *)node->src[5]->data : 1.f;
     h->uscale = 1.f;
     h->skip_zeros = bnb_get_op_i32(node, BNB_UPD_P_FLAGS) & BNB_UPD_F_SKIP_ZEROS;
+    h->rcpdiv = rcp_div_default();
 }
 
 /* LAMB/LARS: ||u||^2 and ||p||^2 over the whole tensor with the states before this update. */
@@ -757,6 +720,7 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         struct q8tab *tabs = NULL;
         if (n >= QT8_MIN_N && v1.counted && (!node->src[3] || v2.counted) && q8tab_default() &&
             (tabs = malloc(2 * sizeof *tabs)) != NULL) {
+            tabs[0].rcp = tabs[1].rcp = h.rcpdiv;
             if (q8tab_build(&v1, &tabs[0])) v1.tab = &tabs[0];
             if (node->src[3] && q8tab_build(&v2, &tabs[1])) v2.tab = &tabs[1];
         }
