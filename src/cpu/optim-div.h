@@ -2,19 +2,14 @@
 #ifndef BNB_CPU_OPTIM_DIV_H
 #define BNB_CPU_OPTIM_DIV_H
 
-/* Divisions by a constant (AdEMAMix's m1 / c1 and sqrt(v) / c2) and the re-quantizer's y = v / absmax by reciprocal
- * + residual step (same correctly rounded results). The same policy as the table re-quantizer (q8tab_default):
- * on by default off AMD, where the divider (~10 cycles per 16-lane division on Intel) is predicted to be a limit;
- * on Zen 5 the division is cheap (~2.5 cycles) and the extra multiply-adds measured slower. Not measured on an
- * Intel host. BNB_OPT8_DIV=1 keeps the IEEE divisions, BNB_OPT8_DIV=0 forces the reciprocal. */
+/* Divisions by a constant (AdEMAMix's m1 / c1 and sqrt(v) / c2) and the table re-quantizer's y = v / absmax by
+ * reciprocal + residual step (the same correctly rounded results): off unless BNB_OPT8_DIV=0. On Zen 5 the division
+ * is cheap (~2.5 cycles per 16 lanes) and the extra multiply-adds measured slower (AdEMAMix8 1 thread 8M 15.7 -> 16.1
+ * ms); on Intel a 16-lane division occupies the divider ~10 cycles (AdEMAMix8: 6 divisions and a square root per 16
+ * elements), so predicted faster there, not measured (see q8tab_default). */
 static bool rcp_div_default(void) {
     const char *e = getenv("BNB_OPT8_DIV");
-    if (e) return strcmp(e, "1") != 0;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    return !__builtin_cpu_is("amd");
-#else
-    return true;
-#endif
+    return e && strcmp(e, "0") == 0;
 }
 
 #ifdef OPT8_AVX512

@@ -30,19 +30,15 @@ struct q8tab {
     bool rcp;                 /* y by reciprocal + residual step (see quant_tab_quads), else the division */
 };
 
-/* Whether to use the table. Measured on Zen 5 (1 thread, 8M): slower than the search there (Adam8 ~11.5 -> ~15 ms):
- * a 16-lane gather is microcoded on AMD (~5 ns here, the reason the dequantize uses byte planes on AMD). On Intel
- * (Ice Lake / Sapphire Rapids) a gather is a few uops plus 16 loads on otherwise idle load ports, while the search
- * is ~22 uops per 16 values on port 5 (its permutes and every compare into a mask), so the table is the default
- * there: a prediction from the port counts, not measured on an Intel host. BNB_OPT8_TAB=0|1 overrides. */
+/* Whether to use the table: off unless BNB_OPT8_TAB=1. Measured on Zen 5 only, where it is slower than the search
+ * (a 16-lane gather is microcoded on AMD, ~18 cycles; the reason the dequantize uses byte planes there): 2 threads,
+ * 16M, gathers for the dequantize as on Intel, Adam8 27-28 -> 32 ms, AdEMAMix8 39 -> 47.6 ms. On Intel (Ice Lake /
+ * Sapphire Rapids) a gather is a few uops plus 16 loads on otherwise idle load ports, while the search is ~20 uops
+ * per 16 values on port 5 (its permutes and every compare into a mask): predicted faster there (~8 vs ~20 cycles per
+ * 16 values and state), not measured; to be checked with bench-optim on an Intel host before it becomes a default. */
 static bool q8tab_default(void) {
     const char *e = getenv("BNB_OPT8_TAB");
-    if (e) return strcmp(e, "0") != 0;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    return !__builtin_cpu_is("amd");
-#else
-    return true;
-#endif
+    return e && strcmp(e, "1") == 0;
 }
 
 /* order-preserving int key of a float (-0 just below +0) */
