@@ -3,13 +3,19 @@
 #define BNB_CPU_OPTIM_DIV_H
 
 /* Divisions by a constant (AdEMAMix's m1 / c1 and sqrt(v) / c2) and the table re-quantizer's y = v / absmax by
- * reciprocal + residual step (the same correctly rounded results): off unless BNB_OPT8_DIV=0. On Zen 5 the division
+ * reciprocal + residual step (the same correctly rounded results): on for Intel hosts, off elsewhere; BNB_OPT8_DIV=0
+ * forces it on, =1 off. On Zen 5 the division
  * is cheap (~2.5 cycles per 16 lanes) and the extra multiply-adds measured slower (AdEMAMix8 1 thread 8M 15.7 -> 16.1
  * ms); on Intel a 16-lane division occupies the divider ~10 cycles (AdEMAMix8: 6 divisions and a square root per 16
- * elements), so predicted faster there, not measured (see q8tab_default). */
+ * elements): with the table re-quantizer measured faster on the GPU host's Xeon (see q8tab_default). */
 static bool rcp_div_default(void) {
     const char *e = getenv("BNB_OPT8_DIV");
-    return e && strcmp(e, "0") == 0;
+    if (e && *e) return strcmp(e, "0") == 0;
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_is("intel"); /* on with the table re-quantizer (q8tab_default) */
+#else
+    return false;
+#endif
 }
 
 #ifdef OPT8_AVX512

@@ -30,15 +30,22 @@ struct q8tab {
     bool rcp;                 /* y by reciprocal + residual step (see quant_tab_quads), else the division */
 };
 
-/* Whether to use the table: off unless BNB_OPT8_TAB=1. Measured on Zen 5 only, where it is slower than the search
+/* Whether to use the table: on for Intel hosts, off elsewhere (BNB_OPT8_TAB=1 / =0 force it). On Zen 5 it is slower than the search
  * (a 16-lane gather is microcoded on AMD, ~18 cycles; the reason the dequantize uses byte planes there): 2 threads,
  * 16M, gathers for the dequantize as on Intel, Adam8 27-28 -> 32 ms, AdEMAMix8 39 -> 47.6 ms. On Intel (Ice Lake /
  * Sapphire Rapids) a gather is a few uops plus 16 loads on otherwise idle load ports, while the search is ~20 uops
  * per 16 values on port 5 (its permutes and every compare into a mask): predicted faster there (~8 vs ~20 cycles per
- * 16 values and state), not measured; to be checked with bench-optim on an Intel host before it becomes a default. */
+ * 16 values and state). Measured on the GPU host's Xeon (2 threads, 16M, bench-optim --cpu-only, 2 alternating rounds,
+ * table + reciprocal divisions vs default): Adam8 27.5 / 21.7 vs 29.2 / 25.9 ms, Lion8 16.9 / 10.9 vs 17.8 / 15.6,
+ * AdEMAMix8 40.5 / 24.2 vs 31.1 / 30.1 (noisy; AdEMAMix mixed). */
 static bool q8tab_default(void) {
     const char *e = getenv("BNB_OPT8_TAB");
-    return e && strcmp(e, "1") == 0;
+    if (e && *e) return strcmp(e, "1") == 0;
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_is("intel"); /* Xeon of the GPU host: faster (2 of 2 rounds); Zen 5: slower (gathers) */
+#else
+    return false;
+#endif
 }
 
 /* order-preserving int key of a float (-0 just below +0) */
