@@ -43,12 +43,7 @@ static inline int quantize_code_table(const float *map, const quant_table *t, fl
     if (k >= QT_N) k = QT_N - 1;
     int i = (b >> 31) ? t->neg[k] : t->pos[k];
     while (i < 255 && map[i] < y) i++;
-    int lo = i > 0 ? i - 1 : 0;
-    int c = (y - map[lo] <= map[i] - y) ? lo : i;
-    float cv = map[c];
-    c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
-    c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
-    return c;
+    return bnb_optim_code_near(map, i, y, value);
 }
 
 #ifdef OPT8_AVX512

@@ -113,15 +113,18 @@ static inline BNB_OPTIM_HD void bnb_optim_bias_corrections(float b1, float b2, i
  * two neighbours (a tie goes to the lower code; bitsandbytes' search sends exact midpoints toward its pivot, so codes
  * can differ on exact ties only). Then the sign rule of the 8-bit optimizers: a nonzero value never gets a code of
  * the opposite sign (move one code toward it). Shared by the CPU and CUDA kernels so both give the same codes. */
-static inline BNB_OPTIM_HD int bnb_optim_quantize_code(const float *map, float y, float value) {
-    int i = 0;
-    for (int step = 128; step > 0; step >>= 1) i += map[i + step - 1] < y ? step : 0;
-    int lo = i > 0 ? i - 1 : 0;
+static inline BNB_OPTIM_HD int bnb_optim_code_near(const float *map, int i, float y, float value) {
+    int lo = i > 0 ? i - 1 : 0; /* i: the lower bound of y in the map (also the CPU table search's, optim-q8.h) */
     int c = (y - map[lo] <= map[i] - y) ? lo : i;
     float cv = map[c];
     c -= (value < 0.0f && !(cv < 0.0f) && c > 0 && map[c - 1] < 0.0f) ? 1 : 0;
     c += (value > 0.0f && cv < 0.0f && c < 255) ? 1 : 0;
     return c;
+}
+static inline BNB_OPTIM_HD int bnb_optim_quantize_code(const float *map, float y, float value) {
+    int i = 0;
+    for (int step = 128; step > 0; step >>= 1) i += map[i + step - 1] < y ? step : 0;
+    return bnb_optim_code_near(map, i, y, value);
 }
 
 #ifdef __cplusplus
