@@ -1,4 +1,5 @@
-/* GPU part of bench-int8: bnb_matmul_int8 on the CUDA backend (x f16, threshold 6, 4 outlier columns; activation
+/* GPU part of bench-int8: bnb_matmul_int8_out on the CUDA backend (x f16, y f16 as bitsandbytes returns for f16
+ * input, and y f32 beside; threshold 6, 4 outlier columns; activation
  * quantization, outlier detection, int8 GEMM and the fused epilogue all included; repeated computes replay a
  * captured CUDA graph) vs an fp16 cuBLASLt GEMM of the same shape (f16 in/out, f32 accumulation), both timed with
  * CUDA events on the same stream after warm-up, back to back. bitsandbytes' Linear8bitLt figures (H100, from the
@@ -98,12 +99,13 @@ static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
 
 /* bnb_matmul_int8 through a graph on the CUDA backend; ms per compute. */
 /* y_out (optional, T x O floats): the output, for comparing the GEMM paths. */
-static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out) {
+static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out,
+                        bnb_type yt) {
     cudaStream_t stream = bnb_cuda_stream(be);
     bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
     bnb_tensor *x = bnb_new_tensor_2d(ctx, BNB_TYPE_F16, K, T);
     bnb_tensor *w = bnb_int8_new_weight(ctx, K, O);
-    bnb_tensor *y = bnb_matmul_int8(ctx, x, w, 6.f, NULL);
+    bnb_tensor *y = bnb_matmul_int8_out(ctx, x, w, 6.f, NULL, yt);
     bnb_graph *g = bnb_graph_new(ctx, 0);
     if (!y || bnb_graph_build(g, y) != BNB_OK) return -1.0;
     bnb_buffer *buf = bnb_backend_alloc_tensors(be, ctx);
@@ -170,13 +172,14 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
  * float ops on the same int32 dot products, so the outputs must be bitwise equal: bad = differing outputs summed
  * over the variants (-1: a run failed). */
 #define N_VAR 4
-static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double ms_var[N_VAR], double *ms_lt) {
+static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double ms_var[N_VAR], double *ms_lt,
+                          bnb_type yt) {
     float *a = (float *)malloc((size_t)T * O * 4), *b = (float *)malloc((size_t)T * O * 4);
     double err = 0;
     long bad = -1;
     if (!a || !b) goto out;
     setenv("BNB_INT8_GEMM", "lt", 1);
-    *ms_lt = time_int8(be, T, K, O, reps, &err, b);
+    *ms_lt = time_int8(be, T, K, O, reps, &err, b, yt);
     if (*ms_lt < 0) goto out;
     bad = 0;
     setenv("BNB_INT8_GEMM", "wgmma", 1);
@@ -184,7 +187,7 @@ static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double
         char vs[4];
         snprintf(vs, sizeof vs, "%d", v);
         setenv("BNB_INT8_SM90_VAR", vs, 1);
-        ms_var[v] = time_int8(be, T, K, O, reps, &err, a);
+        ms_var[v] = time_int8(be, T, K, O, reps, &err, a, yt);
         if (ms_var[v] < 0) bad = -1;
         for (size_t i = 0; bad >= 0 && i < (size_t)T * O; i++) bad += memcmp(&a[i], &b[i], 4) != 0;
     }
@@ -210,25 +213,29 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         fprintf(stderr, "bnb_backend_cuda_new: %s\n", bnb_last_error());
         return 1;
     }
-    printf("\nCUDA: bnb_matmul_int8 (x f16, threshold 6, 4 outlier columns, all passes) vs fp16 cuBLASLt, CUDA events\n");
-    printf("%6s %6s %6s | %9s %9s %7s | %6s | %12s %10s | %8s\n", "tokens", "in", "out", "int8 ms", "fp16 ms",
-           "ratio", "goal", "bnb int8 ms", "bnb ratio", "rel err");
+    printf("\nCUDA: bnb_matmul_int8_out (x f16, y f16 as bitsandbytes; threshold 6, 4 outlier columns, all passes) vs "
+           "fp16 cuBLASLt (f16 in/out), CUDA events; y f32 (bnb_matmul_int8) beside\n");
+    printf("%6s %6s %6s | %9s %9s %7s | %6s | %12s %10s | %8s | %9s %7s\n", "tokens", "in", "out", "int8 ms", "fp16 ms",
+           "ratio", "goal", "bnb int8 ms", "bnb ratio", "rel err", "y f32 ms", "ratio");
     int n = quick ? 2 : 5;
     for (int i = 0; i < n; i++) {
         const int T = shapes[i].T, K = shapes[i].K, O = shapes[i].O;
         const double flop = 2.0 * T * K * O;
         const int reps = flop > 1e11 ? 20 : flop > 1e9 ? 50 : 200;
         double err = 0;
-        const double m8 = time_int8(be, T, K, O, reps, &err, NULL);
+        const double m8 = time_int8(be, T, K, O, reps, &err, NULL, BNB_TYPE_F16);
         const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, reps);
-        if (m8 < 0 || m16 < 0) {
+        double err32 = 0;
+        const double m32 = time_int8(be, T, K, O, reps, &err32, NULL, BNB_TYPE_F32);
+        if (m8 < 0 || m16 < 0 || m32 < 0) {
             fprintf(stderr, "shape %dx%dx%d failed\n", T, K, O);
             bnb_backend_free(be);
             return 1;
         }
         const double goal = T <= 16 ? 0.7 : T >= 4096 ? 0.8 : 1.0;
-        printf("%6d %6d %6d | %9.4f %9.4f %6.2fx | %5.1fx | %12.3f %9.1fx | %8.2e%s\n", T, K, O, m8, m16, m8 / m16, goal,
-               shapes[i].bnb_ms, shapes[i].bnb_ratio, err, m8 / m16 <= goal ? "" : "  (goal missed)");
+        printf("%6d %6d %6d | %9.4f %9.4f %6.2fx | %5.1fx | %12.3f %9.1fx | %8.2e | %9.4f %6.2fx%s\n", T, K, O, m8, m16,
+               m8 / m16, goal, shapes[i].bnb_ms, shapes[i].bnb_ratio, err, m32, m32 / m16,
+               m8 / m16 <= goal ? "" : "  (goal missed)");
         printf("headline: int8 %dx%dx%d %.4f ms vs fp16 %.4f ms = %.2fx (goal %.1fx, bitsandbytes %.1fx)\n", T, K, O, m8,
                m16, m8 / m16, goal, shapes[i].bnb_ratio);
         bench_json_row_begin(js);
@@ -239,6 +246,7 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         bench_json_num(js, "int8_ms", m8);
         bench_json_num(js, "fp16_ms", m16);
         bench_json_num(js, "ratio", m8 / m16);
+        bench_json_num(js, "int8_f32_out_ms", m32);
         bench_json_num(js, "goal_ratio", goal);
         bench_json_num(js, "bnb_int8_ms", shapes[i].bnb_ms);
         bench_json_num(js, "rel_err", err);
@@ -248,19 +256,21 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
     const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
                          {129, 4096, 520}, {77, 208, 36}};
     printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs wgmma variants (BNB_INT8_SM90_VAR: bit 0 grouped tile order, "
-           "bit 1 streaming output stores), outputs compared bitwise\n%6s %6s %6s | %9s | %9s %9s %9s %9s | %s\n",
-           "tokens", "in", "out", "lt ms", "var0", "var1", "var2", "var3", "outputs differing");
+           "bit 1 streaming output stores), outputs compared bitwise\n%6s %6s %6s %4s | %9s | %9s %9s %9s %9s | %s\n",
+           "tokens", "in", "out", "y", "lt ms", "var0", "var1", "var2", "var3", "outputs differing");
     int fails = 0;
-    for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++) {
-        double mv[N_VAR] = {0}, ml = 0;
-        const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, mv, &ml);
-        printf("%6d %6d %6d | %9.4f | %9.4f %9.4f %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2], ml, mv[0], mv[1],
-               mv[2], mv[3], bad, bad != 0 ? "  MISMATCH" : "");
-        fails += bad != 0;
-    }
+    for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++)
+        for (int yi = 0; yi < 2; yi++) {
+            const bnb_type yt = yi ? BNB_TYPE_F32 : BNB_TYPE_F16;
+            double mv[N_VAR] = {0}, ml = 0;
+            const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, mv, &ml, yt);
+            printf("%6d %6d %6d %4s | %9.4f | %9.4f %9.4f %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2],
+                   bnb_type_name(yt), ml, mv[0], mv[1], mv[2], mv[3], bad, bad != 0 ? "  MISMATCH" : "");
+            fails += bad != 0;
+        }
     /* where the sm_90a kernel's time goes (BNB_INT8_SM90_MODE: measurement modes with wrong outputs) */
     if (getenv("BNB_INT8_BENCH_MODES")) {
-        printf("\nsm_90a kernel modes (ms per compute): full | no epilogue | no MMAs | loads only\n");
+        printf("\nsm_90a kernel modes (y f16; ms per compute): full | no epilogue | no MMAs | loads only\n");
         for (int i = 0; i < 2; i++) {
             double ms[4], err = 0;
             for (int md = 0; md < 4; md++) {
@@ -268,7 +278,7 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
                 snprintf(v, sizeof v, "%d", md);
                 setenv("BNB_INT8_SM90_MODE", v, 1);
                 setenv("BNB_INT8_GEMM", "wgmma", 1);
-                ms[md] = time_int8(be, ab[i][0], ab[i][1], ab[i][2], 20, &err, NULL);
+                ms[md] = time_int8(be, ab[i][0], ab[i][1], ab[i][2], 20, &err, NULL, BNB_TYPE_F16);
             }
             unsetenv("BNB_INT8_SM90_MODE");
             unsetenv("BNB_INT8_GEMM");

@@ -487,6 +487,11 @@ BNB_API bnb_tensor *bnb_int8_dequantize(bnb_context *ctx, bnb_tensor *q);
  * column is exact and the threshold has no effect; closer to the float result than the int8 path). */
 BNB_API bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
                                     bnb_tensor *bias);
+/* The same with the output in out_type (F32, F16 or BF16): the F32 result rounded once to nearest even. F16 is what
+ * bitsandbytes returns for f16 input; it halves the output traffic, which is a large part of the time of a GEMM
+ * with many tokens. */
+BNB_API bnb_tensor *bnb_matmul_int8_out(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
+                                        bnb_tensor *bias, bnb_type out_type);
 
 /* Host conversions (any backend; the tensor must be allocated). I8_ROW t of shape [cols, rows...]:
  * quantize from host float data w[rows * cols] (type F32, F16 or BF16) with t->quant.threshold, and upload. */

@@ -277,7 +277,7 @@ typedef struct {
 
 /* Scratch of one MATMUL_INT8 node, shared by bnb_cpu_int8_work_size and the kernel. */
 typedef struct {
-    size_t q, rowmax, idx, flags, rowbuf, wq, wmax, bias, thread0, per_thread, total;
+    size_t q, rowmax, idx, flags, rowbuf, wq, wmax, bias, yf, thread0, per_thread, total;
     int64_t ob;
 } mm_scratch;
 
@@ -312,6 +312,7 @@ static mm_scratch mm_scratch_of(const bnb_tensor *node, int nth) {
         TAKE(wmax, O * 4);
     }
     TAKE(bias, O * 4);
+    TAKE(yf, node->type != BNB_TYPE_F32 ? T * O * 4 : 0); /* F16 / BF16 output: the F32 result, rounded at the end */
 #undef TAKE
     s.ob = pick_ob(O, nth);
     /* per thread: weight row sums and scales [ob], outlier weights [ob x K] and x outliers [MR x K] (when outliers exist) */
@@ -427,7 +428,7 @@ bnb_status bnb_cpu_matmul_int8(const bnb_cpu_ctx *c, bnb_tensor *node) {
     jb.T = T;
     jb.K = K;
     jb.O = O;
-    jb.y = node->data;
+    jb.y = node->type == BNB_TYPE_F32 ? (float *)node->data : (float *)(work + s.yf);
     float *rowbuf = (float *)(work + s.rowbuf);
     /* weights: stored int8, or re-quantized from float master weights (no outliers for weights) */
     if (w->type == BNB_TYPE_I8_ROW) {
@@ -465,6 +466,13 @@ bnb_status bnb_cpu_matmul_int8(const bnb_cpu_ctx *c, bnb_tensor *node) {
         jb.bias = bias;
     }
     mm_run(c, &jb, &s);
+    if (node->type != BNB_TYPE_F32) { /* round once to the output type (nearest even, as the CUDA epilogues) */
+        const int64_t n = T * O;
+        const bnb_type ty = node->type;
+        uint16_t *out = node->data;
+#pragma omp parallel for num_threads(bnb_cpu_threads(c, n)) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = ty == BNB_TYPE_F16 ? bnb_f32_to_f16(jb.y[i]) : bnb_f32_to_bf16(jb.y[i]);
+    }
     return BNB_OK;
 }
 

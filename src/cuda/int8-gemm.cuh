@@ -23,8 +23,30 @@ struct epi_args {
     const int8_t *q; int ldq;                  /* codes of x */
     const __half *xo;                          /* f16 outlier values of a pre-quantized x [count x T] or NULL */
     const int8_t *wq; int ldw;                 /* int8 weights */
-    float *y;                                  /* [T x O] */
+    void *y;                                   /* [T x O] in ytype */
+    int ytype;                                 /* BNB_TYPE_F32, F16 or BF16 */
 };
+
+/* y[i] in the output type: F32, or F16 / BF16 rounded to nearest even (the CPU's bnb_f32_to_f16 / _bf16). */
+__device__ __forceinline__ void y_store(void *y, int ytype, size_t i, float v) {
+    if (ytype == BNB_TYPE_F32) ((float *)y)[i] = v;
+    else if (ytype == BNB_TYPE_F16) ((__half *)y)[i] = __float2half_rn(v);
+    else ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
+}
+/* y[i .. i + 3] in one store: i a multiple of 4 and y 16-byte aligned. */
+__device__ __forceinline__ void y_store4(void *y, int ytype, size_t i, float4 v) {
+    if (ytype == BNB_TYPE_F32) {
+        *reinterpret_cast<float4 *>((float *)y + i) = v;
+    } else if (ytype == BNB_TYPE_F16) {
+        const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
+        *reinterpret_cast<uint2 *>((__half *)y + i) =
+            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
+    } else {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        *reinterpret_cast<uint2 *>((__nv_bfloat16 *)y + i) =
+            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
+    }
+}
 
 /* r[t][j] of outlier column c = idx[j]: the float part of the column minus what the int8 part already counted. */
 __device__ __forceinline__ float outl_residual(const epi_args &a, int t, int j, int c) {

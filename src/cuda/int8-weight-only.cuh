@@ -45,7 +45,7 @@ template <> __device__ __forceinline__ void load16<__nv_bfloat16>(const __nv_bfl
 template <typename T, int NT, bool VEC>
 __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *x, bnb_cu_shape xs, int Tn,
                                                                     const int8_t *w, int ldw, const float *wmax,
-                                                                    const float *bias, int K, int O, float *y) {
+                                                                    const float *bias, int K, int O, void *y, int yt) {
     constexpr int WO_ROWS = wo_rows(NT);
     const int lane = threadIdx.x & 31;
     const int o_base = (blockIdx.x * WO_WARPS + (threadIdx.x >> 5)) * WO_ROWS;
@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *
             const float s = wmax[o] / 127.f, b = bias ? bias[o] : 0.f;
 #pragma unroll
             for (int t = 0; t < NT; t++)
-                if (t < Tn) y[(size_t)t * O + o] = acc[r][t] * s + b;
+                if (t < Tn) y_store(y, yt, (size_t)t * O + o, acc[r][t] * s + b);
         }
     }
 }
@@ -201,7 +201,7 @@ template <typename X> __device__ __forceinline__ void load_xfrag(const X *p, boo
 template <typename X, int NT>
 __global__ void __launch_bounds__(32 * WM_WARPS) weight_only_mma_kernel(const char *x, bnb_cu_shape xs, int Tn,
                                                                         const int8_t *w, int ldw, const float *wmax,
-                                                                        const float *bias, int K, int O, float *y) {
+                                                                        const float *bias, int K, int O, void *y, int yt) {
     constexpr bool BF = wm_traits<X>::bf, SPLIT = wm_traits<X>::split;
     constexpr int ROWS = 16 * WM_MT, COLS = 8 * NT;
     __shared__ float red[WM_WARPS][ROWS][COLS + 1];
@@ -275,6 +275,6 @@ __global__ void __launch_bounds__(32 * WM_WARPS) weight_only_mma_kernel(const ch
         float s = 0.f;
 #pragma unroll
         for (int v = 0; v < WM_WARPS; v++) s += red[v][r][t];
-        y[(size_t)t * O + o] = s * (wmax[o] / 127.f) + (bias ? bias[o] : 0.f);
+        y_store(y, yt, (size_t)t * O + o, s * (wmax[o] / 127.f) + (bias ? bias[o] : 0.f));
     }
 }

@@ -217,15 +217,15 @@ __global__ void __launch_bounds__(256) epilogue_kernel(epi_args a) {
 #pragma unroll
     for (int tt = 0; tt < EPI_TOKENS; tt++) {
         if (tt < tn) {
-            float *yr = a.y + (size_t)(t0 + tt) * a.O + o0;
+            const size_t yi = (size_t)(t0 + tt) * a.O + o0;
             const float sx = a.xmax[t0 + tt] / 127.f;
             float v[4];
 #pragma unroll
             for (int i = 0; i < 4; i++) v[i] = epi_value(acc[tt][i], sx, sw[i], ex[tt][i], b[i]);
             if (vec) {
-                *reinterpret_cast<float4 *>(yr) = make_float4(v[0], v[1], v[2], v[3]);
+                y_store4(a.y, a.ytype, yi, make_float4(v[0], v[1], v[2], v[3]));
             } else {
-                for (int i = 0; i < 4 && o0 + i < a.O; i++) yr[i] = v[i];
+                for (int i = 0; i < 4 && o0 + i < a.O; i++) y_store(a.y, a.ytype, yi + i, v[i]);
             }
         }
     }
@@ -465,21 +465,23 @@ static unsigned grid_for(const bnb_cuda_ctx *c, int64_t n) { return bnb_cu_grid(
 
 template <typename T, int NT>
 static void launch_weight_only_t(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_shape xs, int Tn,
-                                 const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, float *y) {
+                                 const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, void *y,
+                                 int yt) {
     const int per_block = wo_rows(NT) * WO_WARPS;
     const dim3 grid((unsigned)((O + per_block - 1) / per_block));
     (void)vec; /* aligned shapes take weight_only_mma_kernel */
-    weight_only_kernel<T, NT, false><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+    weight_only_kernel<T, NT, false><<<grid, 32 * WO_WARPS, 0, c->stream>>>(x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
 }
 
 template <typename T>
 static void launch_weight_only(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_shape xs, int Tn,
-                               const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, float *y) {
-    if (Tn <= 1) launch_weight_only_t<T, 1>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 2) launch_weight_only_t<T, 2>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 4) launch_weight_only_t<T, 4>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else if (Tn <= 8) launch_weight_only_t<T, 8>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
-    else launch_weight_only_t<T, 16>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y);
+                               const int8_t *w, int ldw, const float *wmax, const float *bias, int K, int O, void *y,
+                               int yt) {
+    if (Tn <= 1) launch_weight_only_t<T, 1>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
+    else if (Tn <= 2) launch_weight_only_t<T, 2>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
+    else if (Tn <= 4) launch_weight_only_t<T, 4>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
+    else if (Tn <= 8) launch_weight_only_t<T, 8>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
+    else launch_weight_only_t<T, 16>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
 }
 
 /* Byte strides of the rows of x are multiples of 16 (dims with more than one row). */
@@ -572,14 +574,15 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
             wq = wqs, ldw = Kp;
         }
     }
-    float *y = (float *)node->data;
+    void *y = node->data;
+    const int yt = (int)node->type;
     if (p.small) { /* weight-only path */
         const bool vec = K % 16 == 0 && ldw % 16 == 0 && aligned16(wq) && rows_aligned16(x);
         const bnb_cu_shape xs = bnb_cu_shape_of(x);
         const char *xd = (const char *)x->data;
         if (vec) {
             const dim3 grid((unsigned)((O + 16 * WM_MT - 1) / (16 * WM_MT)));
-#define WM_LAUNCH(X, NT) weight_only_mma_kernel<X, NT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y)
+#define WM_LAUNCH(X, NT) weight_only_mma_kernel<X, NT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt)
             if (x->type == BNB_TYPE_F32) { if (T <= 8) WM_LAUNCH(float, 1); else WM_LAUNCH(float, 2); }
             else if (x->type == BNB_TYPE_F16) { if (T <= 8) WM_LAUNCH(__half, 1); else WM_LAUNCH(__half, 2); }
             else { if (T <= 8) WM_LAUNCH(__nv_bfloat16, 1); else WM_LAUNCH(__nv_bfloat16, 2); }
@@ -587,9 +590,9 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
             BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 weight-only (mma)");
             return BNB_OK;
         }
-        if (x->type == BNB_TYPE_F32) launch_weight_only<float>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
-        else if (x->type == BNB_TYPE_F16) launch_weight_only<__half>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
-        else launch_weight_only<__nv_bfloat16>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y);
+        if (x->type == BNB_TYPE_F32) launch_weight_only<float>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt);
+        else if (x->type == BNB_TYPE_F16) launch_weight_only<__half>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt);
+        else launch_weight_only<__nv_bfloat16>(c, vec, xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt);
         BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 weight-only");
         return BNB_OK;
     }
@@ -646,6 +649,7 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
     a.q = xq, a.ldq = ldq;
     a.wq = wq, a.ldw = ldw;
     a.y = y;
+    a.ytype = yt;
     if (p.outliers && a.count) {
         a.r_st = (const float *)(sc + p.r_st);
         a.wo_st = (const float *)(sc + p.wo_st);

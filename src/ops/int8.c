@@ -74,7 +74,14 @@ bnb_tensor *bnb_int8_dequantize(bnb_context *ctx, bnb_tensor *q) {
 }
 
 bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold, bnb_tensor *bias) {
+    return bnb_matmul_int8_out(ctx, x, w, threshold, bias, BNB_TYPE_F32);
+}
+
+bnb_tensor *bnb_matmul_int8_out(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold, bnb_tensor *bias,
+                                bnb_type out_type) {
     const char *op = "bnb_matmul_int8";
+    if (!bnb_type_is_float(out_type))
+        return bnb_fail_null(BNB_ERR_TYPE, "%s: out_type %s, must be f32/f16/bf16", op, bnb_type_name(out_type));
     char sx[64], sw[64], sb[64];
     if (!bnb_check_src(op, x, "x") || !bnb_check_src(op, w, "w")) return NULL;
     if (x->type == BNB_TYPE_I8_ROW) {
@@ -108,7 +115,7 @@ bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, floa
                                  (long long)w->ne[1]);
     }
     int64_t ne[4] = {w->ne[1], x->ne[1], x->ne[2], x->ne[3]};
-    bnb_tensor *t = bnb_new_op_tensor(ctx, BNB_OP_MATMUL_INT8, BNB_TYPE_F32, ne);
+    bnb_tensor *t = bnb_new_op_tensor(ctx, BNB_OP_MATMUL_INT8, out_type, ne);
     if (!t) return NULL;
     bnb_set_op_f32(t, 0, x->type == BNB_TYPE_I8_ROW ? x->quant.threshold : threshold);
     t->src[0] = x;
@@ -258,7 +265,8 @@ bnb_tensor *bnb_int8_new_weight(bnb_context *ctx, int64_t in, int64_t out) {
 bnb_status bnb_int8_backward(bnb_backward_ctx *bc, bnb_tensor *node, bnb_tensor *gy) {
     bnb_context *ctx = bnb_backward_context(bc);
     bnb_tensor *x = node->src[0], *w = node->src[1], *bias = node->src[2];
-    if (gy->nb[0] != sizeof(float) || !bnb_is_contiguous(gy)) gy = bnb_cont(ctx, gy);
+    if (gy->type != BNB_TYPE_F32) gy = bnb_cast(ctx, gy, BNB_TYPE_F32); /* F16 / BF16 output */
+    else if (gy->nb[0] != sizeof(float) || !bnb_is_contiguous(gy)) gy = bnb_cont(ctx, gy);
     if (!gy) return bnb_last_status();
     const int64_t K = w->ne[0], O = w->ne[1], N = bnb_nrows(gy);
     bnb_tensor *g2 = bnb_reshape_2d(ctx, gy, O, N);
