@@ -2,7 +2,10 @@
  * CPU: update GB/s vs a 2-thread memcpy (goal >= 50%). CUDA (when present): one 256M-element fp32 parameter,
  * Adam8bit / Lion8bit / Adam32 ms per step (CUDA events after warm-up) vs goals and vs a D2D copy measured in the
  * same run, and 1000 tensors x 64K elements (multi-tensor launches) vs one tensor of the same total size.
- * Options: --quick (smaller sizes), --gpu-only (skip the CPU part), --only8 (CUDA: 8-bit cases only), --json FILE. */
+ * Options: --quick (smaller sizes), --gpu-only (skip the CPU part), --only8 (CUDA: 8-bit cases only), --json FILE,
+ * --variants A,B,... (CUDA 8-bit Adam cases: timed once per value of BNB_OPT8_B, in this order, same setup; e.g.
+ * 1,0,1: k_upd8b, the previous kernels, k_upd8b again; see src/cuda/optim-bulk.cuh). */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "bnb.h"
 #include "common.h"
 
@@ -169,7 +172,40 @@ static double cuda_copy_gbs(bnb_backend *be, size_t bytes) {
     return 2.0 * (double)bytes / (bench_cuda_copy_ms(bnb_cuda_stream(be), bytes, 10) * 1e-3) / 1e9;
 }
 
-static void bench_cuda(bench_json *js, int quick, int only8) {
+/* The --variants list: up to 8 values of BNB_OPT8_B (none: one timing with the environment as it is). */
+typedef struct {
+    int n;
+    char v[8][8];
+} opt8_variants;
+static opt8_variants parse_variants(int argc, char **argv) {
+    opt8_variants r = {0};
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--variants") != 0) continue;
+        const char *p = argv[i + 1];
+        while (*p && r.n < 8) {
+            size_t len = strcspn(p, ",");
+            snprintf(r.v[r.n++], sizeof r.v[0], "%.*s", (int)(len < 7 ? len : 7), p);
+            p += len + (p[len] == ',');
+        }
+    }
+    return r;
+}
+/* Times s with each variant (8-bit Adam only); returns the first timing; ms[k] per variant. */
+static double cuda_ms_variants(setup *s, int reps, const opt8_variants *vs, bool adam8, double *ms) {
+    if (!adam8 || vs->n == 0) return ms[0] = cuda_ms(s, reps);
+    const char *old = getenv("BNB_OPT8_B");
+    char keep[16] = "";
+    if (old) snprintf(keep, sizeof keep, "%s", old);
+    for (int k = 0; k < vs->n; k++) {
+        setenv("BNB_OPT8_B", vs->v[k], 1);
+        ms[k] = cuda_ms(s, reps);
+    }
+    if (old) setenv("BNB_OPT8_B", keep, 1);
+    else unsetenv("BNB_OPT8_B");
+    return ms[0];
+}
+
+static void bench_cuda(bench_json *js, int quick, int only8, const opt8_variants *vs) {
     bnb_backend *be = bnb_backend_cuda_new(0);
     if (!be) return;
     const int64_t n = quick ? (32 << 20) : (256 << 20);
@@ -188,7 +224,13 @@ static void bench_cuda(bench_json *js, int quick, int only8) {
             printf("  setup failed: %s\n", bnb_last_error());
             continue;
         }
-        double ms = cuda_ms(&s, 20), gbs = bytes_per_elem(cases[i].type, cases[i].bits) * (double)n / (ms * 1e-3) / 1e9;
+        const bool adam8 = cases[i].type == BNB_OPTIM_ADAM && cases[i].bits == 8;
+        double vms[8];
+        double ms = cuda_ms_variants(&s, 20, vs, adam8, vms);
+        double gbs = bytes_per_elem(cases[i].type, cases[i].bits) * (double)n / (ms * 1e-3) / 1e9;
+        for (int k = 0; adam8 && k < vs->n; k++)
+            printf("    BNB_OPT8_B=%-3s %9.3f ms %7.0f%% copy\n", vs->v[k], vms[k],
+                   100 * bytes_per_elem(cases[i].type, 8) * (double)n / (vms[k] * 1e-3) / 1e9 / copy);
         double goal = cases[i].goal * (double)n / (256.0 * (1 << 20));
         printf("  %-10s %5d %9.3f %8.0f %7.0f%% %8.2f%s %10.2f ms\n", bnb_optim_type_name(cases[i].type), cases[i].bits, ms,
                gbs, 100 * gbs / copy, goal, ms <= goal ? " " : "!", cases[i].bnb);
@@ -218,7 +260,11 @@ static void bench_cuda(bench_json *js, int quick, int only8) {
             printf("  setup failed: %s\n", bnb_last_error());
             return;
         }
-        double ms_many = cuda_ms(&many, 20), ms_one = cuda_ms(&one, 20);
+        double vmany[8], vone[8];
+        double ms_many = cuda_ms_variants(&many, 20, vs, bits == 8, vmany), ms_one = cuda_ms_variants(&one, 20, vs, bits == 8, vone);
+        for (int k = 0; bits == 8 && k < vs->n; k++)
+            printf("    BNB_OPT8_B=%-3s %d tensors %.3f ms, one tensor %.3f ms, ratio %.2fx\n", vs->v[k], nt, vmany[k],
+                   vone[k], vmany[k] / vone[k]);
         printf("  adam %2d-bit: %d tensors %.3f ms, one tensor %.3f ms, ratio %.2fx %s\n", bits, nt, ms_many, ms_one,
                ms_many / ms_one, ms_many / ms_one <= 1.3 ? "ok" : "MISS");
         printf("headline: multi-tensor adam%d %dx64K: %.2fx one tensor (goal <= 1.3)\n", bits, nt, ms_many / ms_one);
@@ -244,7 +290,10 @@ int main(int argc, char **argv) {
     bench_json_open(&js, bench_json_path(argc, argv), "bench-optim");
     if (!bench_has_flag(argc, argv, "--gpu-only")) bench_cpu(&js, quick);
 #ifdef BNB_HAVE_CUDA
-    if (bnb_cuda_available()) bench_cuda(&js, quick, bench_has_flag(argc, argv, "--only8"));
+    if (bnb_cuda_available()) {
+        const opt8_variants vs = parse_variants(argc, argv);
+        bench_cuda(&js, quick, bench_has_flag(argc, argv, "--only8"), &vs);
+    }
     else printf("\nCUDA: no device, GPU part skipped\n");
 #endif
     bench_json_close(&js);

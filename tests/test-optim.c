@@ -2,6 +2,7 @@
  * 8-bit update vs dequantize -> update (float64) -> requantize applied to the kernel's own states each step; param
  * types; min_8bit_size; overrides; percentile and global clipping; skip_zeros; NaN gradients; save/load; StableEmbedding
  * sparse rows; 8-bit vs 32-bit Adam on an MLP; CPU vs CUDA trajectories. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "bnb.h"
 #include "test-common.h"
 

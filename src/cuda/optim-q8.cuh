@@ -176,33 +176,38 @@ struct qp_maps {
     const float *map[2];
 };
 
-/* All THREADS threads: builds the entry tables of nm maps in smem. Returns whether the maps are sorted and finite
- * (else no tables: callers take bnb_optim_quantize_code). */
-template <int nm> __device__ bool qp_setup(unsigned char *smem, const float *const *map, qp_maps &out) {
+/* All NT threads (NT >= 256; THREADS for k_upd8p, 512 for k_upd8b): builds the entry tables of nm maps in smem.
+ * Returns whether the maps are sorted and finite (else no tables: callers take bnb_optim_quantize_code). */
+template <int nm, int NT = THREADS> __device__ bool qp_setup(unsigned char *smem, const float *const *map, qp_maps &out) {
     qent *ent[2] = {(qent *)smem, (qent *)(smem + QP_ENT_BYTES)};
     float *msh[2] = {(float *)(smem + 2 * QP_ENT_BYTES), (float *)(smem + 2 * QP_ENT_BYTES) + 256};
     float *tt = msh[1] + 256;
     int *bk = (int *)(tt + 256);
     for (int q = 0; q < 2; q++) out.ent[q] = ent[q], out.map[q] = msh[q];
     const int k = threadIdx.x;
+    const bool own = NT == 256 || k < 256; /* threads 0..255: one map value each */
     bool ok = true;
     for (int q = 0; q < nm; q++) {
-        float m = map[q][k];
-        msh[q][k] = m;
-        ok = ok && finite_f(m);
+        if (own) {
+            float m = map[q][k];
+            msh[q][k] = m;
+            ok = ok && finite_f(m);
+        }
     }
     __syncthreads();
-    for (int q = 0; q < nm; q++) ok = ok && (k == 255 || msh[q][k] <= msh[q][k + 1]);
+    for (int q = 0; q < nm; q++) ok = ok && (!own || k == 255 || msh[q][k] <= msh[q][k + 1]);
     const bool fast = __syncthreads_and(ok);
     if (!fast) return false;
     const float inf = __int_as_float(0x7f800000);
     for (int q = 0; q < nm; q++) {
-        const int zneg = __syncthreads_count(msh[q][k] < 0.f); /* also: the previous map's entries are written */
-        float T = k < 255 ? qf_fold(qf_threshold(msh[q][k], msh[q][k + 1]), k, zneg) : inf;
-        tt[k] = T;
-        bk[k] = k < 255 ? qf_bucket(T) : QF_NB;
+        const int zneg = __syncthreads_count(own && msh[q][k] < 0.f); /* also: the previous map's entries are written */
+        if (own) {
+            float T = k < 255 ? qf_fold(qf_threshold(msh[q][k], msh[q][k + 1]), k, zneg) : inf;
+            tt[k] = T;
+            bk[k] = k < 255 ? qf_bucket(T) : QF_NB;
+        }
         __syncthreads();
-        for (int b = k; b < QF_NB; b += THREADS) {
+        for (int b = k; b < QF_NB; b += NT) {
             const int a = qf_count_below(bk, b), h = qf_count_below(bk, b + 1) - a;
             qent e;
             e.ta = tt[a]; /* a <= 255, tt[255] = inf */

@@ -67,9 +67,16 @@ template <int CAP> __device__ __forceinline__ int tensor_of(const upd_batch<CAP>
     return lo;
 }
 
-template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP> &b, const upd_tensor &t) {
+/* Bias corrections of the last (b1, b2, t) seen (k_upd8b: tensors of a batch mostly share them; double pow is slow). */
+struct bc_cache {
+    uint32_t b1, b2;
+    int32_t t;
+    float c1, c2;
+};
+/* hy: the tensor's hyper values (t.hyper, or k_upd8b's copy of them in shared memory). */
+template <int CAP> __device__ __forceinline__ dev_hp read_hp_from(const upd_batch<CAP> &b, const upd_tensor &t,
+                                                                  const float *hy, bc_cache *bc = nullptr) {
     dev_hp h;
-    const float *hy = t.hyper;
     int32_t step = __float_as_int(hy[BNB_HYPER_STEP]);
     h.type = b.type;
     h.t = step + 1;
@@ -80,7 +87,12 @@ template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP
     h.alpha = hy[BNB_HYPER_ALPHA];
     h.eps = hy[BNB_HYPER_EPS];
     h.wd = hy[BNB_HYPER_WD];
-    bnb_optim_bias_corrections(h.b1, h.b2, h.t, &h.c1, &h.c2);
+    if (bc && bc->b1 == __float_as_uint(h.b1) && bc->b2 == __float_as_uint(h.b2) && bc->t == h.t) {
+        h.c1 = bc->c1, h.c2 = bc->c2;
+    } else {
+        bnb_optim_bias_corrections(h.b1, h.b2, h.t, &h.c1, &h.c2);
+        if (bc) *bc = {__float_as_uint(h.b1), __float_as_uint(h.b2), h.t, h.c1, h.c2};
+    }
     h.step_size = -h.lr * h.c2 / h.c1; /* (-lr * c2) / c1: no add, nothing to contract */
     h.gscale = t.scale ? *t.scale : 1.f;
     h.uscale = 1.f;
@@ -90,6 +102,9 @@ template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP
     }
     h.skip_zeros = b.skip_zeros != 0;
     return h;
+}
+template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP> &b, const upd_tensor &t) {
+    return read_hp_from(b, t, t.hyper);
 }
 
 /* One element, as elem_update in src/cpu/optim.c (same operations in the same order, each rounded). */
@@ -567,6 +582,8 @@ template <int OT> __global__ void __launch_bounds__(THREADS, 2) k_upd8p(const up
     }
 }
 
+#include "optim-bulk.cuh" /* k_upd8b: bulk-copy ring, single tensors and batches */
+
 /* BNB_OPT8_P: 1 (default) single-tensor f32 Adam/AdamW through k_upd8p, 0: through k_upd8 (as before). */
 static bool opt8_persistent() {
     static int v = -1;
@@ -609,6 +626,9 @@ template <typename PT, typename GT, int CAP, int OT>
 static void launch8(cudaStream_t s, const upd_batch<CAP> &b, int grid, bool vec) {
     const int var = opt8_variant();
     constexpr bool f32 = sizeof(PT) == 4 && sizeof(GT) == 4;
+    if constexpr (f32 && (OT == BNB_OPTIM_ADAM || OT == BNB_OPTIM_ADAMW)) {
+        if (vec && launch8b<OT, CAP>(s, b)) return;
+    }
     if constexpr (f32 && CAP == 1 && (OT == BNB_OPTIM_ADAM || OT == BNB_OPTIM_ADAMW)) {
         if (vec && opt8_persistent()) {
             launch8p<OT>(s, b);
