@@ -31,7 +31,7 @@
 #define SB_HY (SB_A2 + 64)
 #define SB_MAP (SB_HY + 64)
 #define SB_HDR (SB_MAP + 2048)
-#define SB_BYTES ((SB_HDR + 16 + 127) / 128 * 128)
+#define SB_BYTES ((SB_HDR + (int)sizeof(qb_hdr) + 127) / 128 * 128)
 #define SB_DATA_BYTES (2 * CHUNK8 * 4 + 2 * CHUNK8 + 128) /* copied for a full chunk */
 #define SB_CHG_BYTES (64 + 2048)                            /* copied on a change of tensor */
 #define QB_RING ((QP_SMEM + 127) / 128 * 128)
@@ -93,10 +93,21 @@ __device__ __forceinline__ uint64_t l2_evict_first() {
 }
 
 /* ---------------------------------------------------------------- items */
+/* A stage's header, written by the issuer: the item and, on a change of tensor, the tensor's pointers (so that the
+ * consumers read no descriptor from the kernel parameters). Also the issuer's cache of the current tensor. */
+struct qb_hdr {
+    float *p;
+    const float *g;
+    void *s1, *s2;
+    const float *scale, *hyper;
+    int64_t c0, c1; /* the tensor's chunks [c0, c1) */
+    int32_t n, ti, lch, chg;
+};
 /* k_upd8b's variant bits (BNB_OPT8_B - 1; docs/perf-optim.md): */
 #define QB_V_L2EF 1  /* bulk copies with an L2 evict-first policy */
 #define QB_V_CS 2    /* streaming (evict-first) stores */
-#define QB_V_CONT 4  /* single tensor: contiguous chunk ranges per CTA instead of grid stride */
+#define QB_V_CONT 4  /* contiguous chunk ranges per CTA (default for batches) */
+#define QB_V_GRID 8  /* chunks by grid stride (default for single tensors) */
 
 /* The tensor of global chunk c (t[k].blk0: the tensor's first chunk, in chunks of CHUNK8). */
 template <int CAP> __device__ __forceinline__ int chunk_tensor(const upd_batch<CAP> &b, int64_t c) {
@@ -118,31 +129,38 @@ __device__ __forceinline__ int64_t qb_chunk(const qb_range &r, int64_t it) {
 }
 
 /* One thread: fills stage it % ST_B with item it (header, copies, the barrier's arrival with the bytes to expect).
- * *last: the tensor of the item issued before (the issuers are ordered: item it + ST_B is issued only after every warp
- * has read item it, i.e. after item it + ST_B - 1 was issued). */
+ * cur: the tensor of the item issued before (shared; the issuers are ordered: item it + ST_B is issued only after every
+ * warp has read item it, i.e. after item it + ST_B - 1 was issued). The kernel parameters (descriptors) are read only
+ * on a change of tensor, so an item costs the issuing lane a few shared loads and the copies. */
 template <int CAP>
-__device__ __forceinline__ void qb_issue(const upd_batch<CAP> &b, unsigned char *ring, uint64_t *full, int *last, const qb_range &r,
-                         int64_t it, uint64_t pol) {
+__device__ __forceinline__ void qb_issue(const upd_batch<CAP> &b, unsigned char *ring, uint64_t *full, qb_hdr *cur,
+                                         const qb_range &r, int64_t it, uint64_t pol) {
     const int s = (int)(it % ST_B);
     unsigned char *sb = ring + s * SB_BYTES;
     const int64_t c = qb_chunk(r, it);
-    const int ti = chunk_tensor(b, c);
-    const upd_tensor &t = b.t[ti];
-    const int64_t lch = c - t.blk0, i0 = lch * CHUNK8;
-    const bool whole = (int64_t)t.n - i0 >= CHUNK8, chg = ti != *last;
-    *last = ti;
-    int *hdr = (int *)(sb + SB_HDR);
-    hdr[0] = ti, hdr[1] = (int)lch, hdr[2] = chg ? 1 : 0;
-    mbar_arrive_tx(&full[s], (chg ? SB_CHG_BYTES : 0) + (whole ? SB_DATA_BYTES : 0)); /* release: the header too */
-    const opt8_dev q1 = opt8_parts(t.s1, t.n), q2 = opt8_parts(t.s2, t.n);
+    const bool chg = c < cur->c0 || c >= cur->c1;
     if (chg) {
-        bulk_g2s(sb + SB_HY, t.hyper, 64, &full[s], 0);
+        const int ti = chunk_tensor(b, c);
+        const upd_tensor &t = b.t[ti];
+        cur->p = (float *)t.p, cur->g = (const float *)t.g, cur->s1 = t.s1, cur->s2 = t.s2;
+        cur->scale = t.scale, cur->hyper = t.hyper, cur->n = t.n, cur->ti = ti;
+        cur->c0 = t.blk0, cur->c1 = t.blk0 + ((int64_t)t.n + CHUNK8 - 1) / CHUNK8;
+    }
+    qb_hdr *hdr = (qb_hdr *)(sb + SB_HDR);
+    *hdr = *cur;
+    const int64_t i0 = (c - cur->c0) * CHUNK8;
+    const bool whole = (int64_t)cur->n - i0 >= CHUNK8;
+    hdr->lch = (int32_t)(c - cur->c0), hdr->chg = chg ? 1 : 0;
+    mbar_arrive_tx(&full[s], (chg ? SB_CHG_BYTES : 0) + (whole ? SB_DATA_BYTES : 0)); /* release: the header too */
+    const opt8_dev q1 = opt8_parts(cur->s1, cur->n), q2 = opt8_parts(cur->s2, cur->n);
+    if (chg) {
+        bulk_g2s(sb + SB_HY, cur->hyper, 64, &full[s], 0);
         bulk_g2s(sb + SB_MAP, q1.map, 1024, &full[s], 0);
         bulk_g2s(sb + SB_MAP + 1024, q2.map, 1024, &full[s], 0);
     }
     if (whole) {
-        bulk_g2s(sb + SB_P, (const float *)t.p + i0, CHUNK8 * 4, &full[s], pol);
-        bulk_g2s(sb + SB_G, (const float *)t.g + i0, CHUNK8 * 4, &full[s], pol);
+        bulk_g2s(sb + SB_P, cur->p + i0, CHUNK8 * 4, &full[s], pol);
+        bulk_g2s(sb + SB_G, cur->g + i0, CHUNK8 * 4, &full[s], pol);
         bulk_g2s(sb + SB_C1, q1.codes + i0, CHUNK8, &full[s], pol);
         bulk_g2s(sb + SB_C2, q2.codes + i0, CHUNK8, &full[s], pol);
         bulk_g2s(sb + SB_A1, q1.absmax + i0 / BNB_OPTIM_BLOCK, 64, &full[s], pol);
@@ -229,11 +247,11 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
     extern __shared__ __align__(128) unsigned char b_smem[];
     __shared__ __align__(8) uint64_t full[ST_B];
     __shared__ unsigned rel[ST_B];
-    __shared__ int last_ti;
+    __shared__ qb_hdr cur;
     unsigned char *ring = b_smem + QB_RING;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     qb_range r;
-    r.cont = CAP > 1 || (var & QB_V_CONT);
+    r.cont = (var & QB_V_CONT) || (CAP > 1 && !(var & QB_V_GRID));
     if (r.cont) {
         r.lo = (int64_t)blockIdx.x * nch / gridDim.x;
         r.n = (int64_t)(blockIdx.x + 1) * nch / gridDim.x - r.lo;
@@ -245,9 +263,9 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
     const bool cs = (var & QB_V_CS) != 0;
     if (tid == 0) {
         for (int s = 0; s < ST_B; s++) mbar_init(&full[s], 1), rel[s] = 0;
-        last_ti = -1;
+        cur.c0 = cur.c1 = -1;
         mbar_init_fence();
-        for (int64_t it = 0; it < ST_B && it < r.n; it++) qb_issue(b, ring, full, &last_ti, r, it, pol);
+        for (int64_t it = 0; it < ST_B && it < r.n; it++) qb_issue(b, ring, full, &cur, r, it, pol);
     }
     /* the tables of the first item's tensor, while its copies are in flight (the barriers inside also publish the
      * mbarrier initialization) */
@@ -272,22 +290,28 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
     for (int64_t it = 0; it < r.n; it++, s = s == ST_B - 1 ? 0 : s + 1, phase ^= s == 0 ? 1u : 0u) {
         unsigned char *sb = ring + s * SB_BYTES;
         mbar_wait(&full[s], phase);
-        const int *hdr = (const int *)(sb + SB_HDR);
-        const int ti = hdr[0];
-        const int64_t cbase = (int64_t)hdr[1] * CHUNK8;
-        if (hdr[2]) { /* CTA-uniform: a new tensor (always on the first item) */
-            const upd_tensor &t = b.t[ti];
-            P = (float *)t.p, G = (const float *)t.g, n = t.n;
-            q1 = opt8_parts(t.s1, t.n), q2 = opt8_parts(t.s2, t.n);
-            h = read_hp_from(b, t, (const float *)(sb + SB_HY), &bc);
+        const qb_hdr *hdr = (const qb_hdr *)(sb + SB_HDR);
+        const int64_t cbase = (int64_t)hdr->lch * CHUNK8;
+        if (hdr->chg) { /* CTA-uniform: a new tensor (always on the first item) */
+            P = hdr->p, G = hdr->g, n = hdr->n;
+            q1 = opt8_parts(hdr->s1, n), q2 = opt8_parts(hdr->s2, n);
+            h = read_hp_from(b, hdr->scale, (const float *)(sb + SB_HY), &bc);
             ob1 = 1.f - h.b1, ob2 = 1.f - h.b2, st = MUL(h.uscale, h.step_size), ec2 = MUL(h.eps, h.c2);
             dec = SUB(1.f, MUL(h.lr, h.wd));
             wd = h.wd > 0.f, uok = ec2 >= 0.f && ec2 <= 0x1p50f, skipz = h.skip_zeros;
-            const float *smap = (const float *)(sb + SB_MAP);
-            /* both maps, one value per thread (tb.map[1] = tb.map[0] + 256) */
-            const bool same = __float_as_uint(smap[tid]) == __float_as_uint(tb.map[0][tid]);
-            if (!__syncthreads_and(same)) { /* every warp is past the old tables */
-                const float *maps[2] = {smap, smap + 256};
+            /* the new maps against the tables' (both maps: 128 float4, tb.map[1] = tb.map[0] + 256), per warp: every
+             * warp reads the same values, so all take the same branch without a barrier */
+            const float4 *sm4 = (const float4 *)(sb + SB_MAP), *tm4 = (const float4 *)tb.map[0];
+            bool same = true;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float4 x = sm4[32 * k + lane], y = tm4[32 * k + lane];
+                same = same && __float_as_uint(x.x) == __float_as_uint(y.x) && __float_as_uint(x.y) == __float_as_uint(y.y) &&
+                       __float_as_uint(x.z) == __float_as_uint(y.z) && __float_as_uint(x.w) == __float_as_uint(y.w);
+            }
+            if (!__all_sync(0xffffffffu, same)) {
+                __syncthreads(); /* every warp is past the old tables */
+                const float *maps[2] = {(const float *)sm4, (const float *)sm4 + 256};
                 fast = qp_setup<2, NT_B>(b_smem, maps, tb);
             }
         }
@@ -313,7 +337,7 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
             if (atomicAdd(&rel[s], 1u) == NW_B - 1) {
                 rel[s] = 0;
                 fence_cta(); /* every warp's reads before the copies that overwrite the stage (acquire) */
-                if (it + ST_B < r.n) qb_issue(b, ring, full, &last_ti, r, it + ST_B, pol);
+                if (it + ST_B < r.n) qb_issue(b, ring, full, &cur, r, it + ST_B, pol);
             }
         }
         if (!whole) { /* a tensor's last, partial chunk: from global memory */
@@ -369,14 +393,14 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
     }
 }
 
-/* BNB_OPT8_B: 0 = k_upd8p / k_upd8 as before; 1 (default) = k_upd8b for f32 Adam / AdamW (aligned); 2..8 = k_upd8b
+/* BNB_OPT8_B: 0 = k_upd8p / k_upd8 as before; 1 (default) = k_upd8b for f32 Adam / AdamW (aligned); 2..16 = k_upd8b
  * with variant bits BNB_OPT8_B - 1 (QB_V_*). BNB_OPT8_BGRID=N caps the grid (tests: several items per CTA, tensor
  * changes inside a CTA's range). Read at every launch (bench-optim switches them between timings). */
 static int opt8_bulk_var() {
     const char *e = getenv("BNB_OPT8_B");
     if (!e || !e[0]) return 0;
     const int v = atoi(e);
-    return v <= 0 ? -1 : v > 8 ? 0 : v - 1;
+    return v <= 0 ? -1 : v > 16 ? 0 : v - 1;
 }
 
 /* Launches k_upd8b if it applies (f32 Adam / AdamW, all pointers 16-byte aligned, sm_90); false: use the others. The

@@ -74,7 +74,7 @@ struct bc_cache {
     float c1, c2;
 };
 /* hy: the tensor's hyper values (t.hyper, or k_upd8b's copy of them in shared memory). */
-template <int CAP> __device__ __forceinline__ dev_hp read_hp_from(const upd_batch<CAP> &b, const upd_tensor &t,
+template <int CAP> __device__ __forceinline__ dev_hp read_hp_from(const upd_batch<CAP> &b, const float *scale,
                                                                   const float *hy, bc_cache *bc = nullptr) {
     dev_hp h;
     int32_t step = __float_as_int(hy[BNB_HYPER_STEP]);
@@ -94,7 +94,7 @@ template <int CAP> __device__ __forceinline__ dev_hp read_hp_from(const upd_batc
         if (bc) *bc = {__float_as_uint(h.b1), __float_as_uint(h.b2), h.t, h.c1, h.c2};
     }
     h.step_size = -h.lr * h.c2 / h.c1; /* (-lr * c2) / c1: no add, nothing to contract */
-    h.gscale = t.scale ? *t.scale : 1.f;
+    h.gscale = scale ? *scale : 1.f;
     h.uscale = 1.f;
     if (b.use_unorm && hy[BNB_HYPER_MAX_UNORM] > 0.f) {
         float u = sqrtf(hy[HY_UNORM]), lim = hy[BNB_HYPER_MAX_UNORM] * sqrtf(hy[HY_PNORM]);
@@ -104,7 +104,7 @@ template <int CAP> __device__ __forceinline__ dev_hp read_hp_from(const upd_batc
     return h;
 }
 template <int CAP> __device__ __forceinline__ dev_hp read_hp(const upd_batch<CAP> &b, const upd_tensor &t) {
-    return read_hp_from(b, t, t.hyper);
+    return read_hp_from(b, t.scale, t.hyper);
 }
 
 /* One element, as elem_update in src/cpu/optim.c (same operations in the same order, each rounded). */
