@@ -172,6 +172,7 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
  * float ops on the same int32 dot products, so the outputs must be bitwise equal: bad = differing outputs summed
  * over the variants (-1: a run failed). */
 #define N_VAR 4
+static const int k_variants[N_VAR] = {0, 8, 4, 1}; /* per-tile kernel; 2-CTA clusters; persistent; grouped order */
 static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double ms_var[N_VAR], double *ms_lt,
                           bnb_type yt) {
     float *a = (float *)malloc((size_t)T * O * 4), *b = (float *)malloc((size_t)T * O * 4);
@@ -185,7 +186,7 @@ static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double
     setenv("BNB_INT8_GEMM", "wgmma", 1);
     for (int v = 0; v < N_VAR && bad >= 0; v++) {
         char vs[4];
-        snprintf(vs, sizeof vs, "%d", v);
+        snprintf(vs, sizeof vs, "%d", k_variants[v]);
         setenv("BNB_INT8_SM90_VAR", vs, 1);
         ms_var[v] = time_int8(be, T, K, O, reps, &err, a, yt);
         if (ms_var[v] < 0) bad = -1;
@@ -255,9 +256,10 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
     /* A/B of the many-token GEMM paths, plus shapes that are not multiples of the 128 x 256 x 128 tile */
     const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
                          {129, 4096, 520}, {77, 208, 36}};
-    printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs wgmma variants (BNB_INT8_SM90_VAR: bit 0 grouped tile order, "
-           "bit 1 streaming output stores), outputs compared bitwise\n%6s %6s %6s %4s | %9s | %9s %9s %9s %9s | %s\n",
-           "tokens", "in", "out", "y", "lt ms", "var0", "var1", "var2", "var3", "outputs differing");
+    printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs wgmma kernels (BNB_INT8_SM90_VAR 0 per-tile, 8 2-CTA clusters "
+           "with weight multicast, 4 persistent, 1 grouped tile order), outputs compared bitwise\n"
+           "%6s %6s %6s %4s | %9s | %9s %9s %9s %9s | %s\n",
+           "tokens", "in", "out", "y", "lt ms", "tile", "cluster", "persist", "grouped", "outputs differing");
     int fails = 0;
     for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++)
         for (int yi = 0; yi < 2; yi++) {
@@ -270,20 +272,26 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         }
     /* where the sm_90a kernel's time goes (BNB_INT8_SM90_MODE: measurement modes with wrong outputs) */
     if (getenv("BNB_INT8_BENCH_MODES")) {
-        printf("\nsm_90a kernel modes (y f16; ms per compute): full | no epilogue | no MMAs | loads only\n");
-        for (int i = 0; i < 2; i++) {
+        printf("\nsm_90a kernel modes (y f16; ms per compute; var = BNB_INT8_SM90_VAR): full | no epilogue | no MMAs | "
+               "loads only\n");
+        for (int i = 0; i < 6; i++) {
+            const int var = i < 3 ? 0 : 8;
+            char vs[4];
+            snprintf(vs, sizeof vs, "%d", var);
+            setenv("BNB_INT8_SM90_VAR", vs, 1);
             double ms[4], err = 0;
             for (int md = 0; md < 4; md++) {
                 char v[4];
                 snprintf(v, sizeof v, "%d", md);
                 setenv("BNB_INT8_SM90_MODE", v, 1);
                 setenv("BNB_INT8_GEMM", "wgmma", 1);
-                ms[md] = time_int8(be, ab[i][0], ab[i][1], ab[i][2], 20, &err, NULL, BNB_TYPE_F16);
+                ms[md] = time_int8(be, ab[i % 3][0], ab[i % 3][1], ab[i % 3][2], 20, &err, NULL, BNB_TYPE_F16);
             }
             unsetenv("BNB_INT8_SM90_MODE");
             unsetenv("BNB_INT8_GEMM");
-            printf("%6d %6d %6d | %9.4f | %9.4f | %9.4f | %9.4f\n", ab[i][0], ab[i][1], ab[i][2], ms[0], ms[1], ms[2],
-                   ms[3]);
+            unsetenv("BNB_INT8_SM90_VAR");
+            printf("%6d %6d %6d var %d | %9.4f | %9.4f | %9.4f | %9.4f\n", ab[i % 3][0], ab[i % 3][1], ab[i % 3][2], var,
+                   ms[0], ms[1], ms[2], ms[3]);
         }
     }
     bnb_backend_free(be);
