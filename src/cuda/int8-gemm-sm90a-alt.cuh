@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                                const __grid_constant__ epi_args a, int kblocks, int flags) {
 #ifdef G_SM90A
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *smem = smem_align1024(smem_raw);
     int32_t *staging = (int32_t *)(smem + P_STAGES * G_STAGE_BYTES);
     /* barriers: full[P_STAGES], empty[P_STAGES], epi_full, epi_empty */
     uint64_t *bars = (uint64_t *)(smem + P_STAGES * G_STAGE_BYTES + P_STAGING_BYTES);
@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                          const __grid_constant__ epi_args a, int kblocks, int flags) {
 #ifdef G_SM90A
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *smem = smem_align1024(smem_raw);
     uint64_t *bars = (uint64_t *)(smem + K3_STAGES * K3_STAGE_BYTES); /* full[K3_STAGES], empty[K3_STAGES] */
     float *e_sw = (float *)((unsigned char *)bars + 256), *e_b = e_sw + G_BN, *e_wo = e_b + G_BN;
     float *e_r = e_wo + G_EPI_Q * G_BN, *e_sx = e_r + K3_BM * G_EPI_Q;

@@ -42,6 +42,12 @@
 #endif
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+/* The dynamic shared memory rounded up to 1024 bytes (128-byte swizzle) by pointer arithmetic on the __shared__
+ * array itself: a round trip through an integer would hide the address space from the compiler, which then emits
+ * generic loads and stores (LD/ST instead of LDS/STS) for every shared access, ordered against the global stores. */
+__device__ __forceinline__ unsigned char *smem_align1024(unsigned char *raw) {
+    return raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u);
+}
 
 #ifdef G_SM90A
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -87,8 +93,10 @@ __device__ __forceinline__ uint32_t cluster_rank() {
 }
 /* arrive on the barrier at the same offset in CTA `cta` of the cluster */
 __device__ __forceinline__ void mbar_arrive_cta(uint32_t bar, uint32_t cta) {
+    /* default semantics (release, CTA scope): the wgmma reads of the stage are complete (wait_group 0) before this;
+     * run 5's .release.cluster form made every k-block pay a cluster-scope fence */
     asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
-                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(cta)
+                 "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(cta)
                  : "memory");
 }
 __device__ __forceinline__ void cluster_sync_all() {
@@ -188,7 +196,7 @@ __global__ void __launch_bounds__(G_THREADS, 1)
                            int flags) {
 #ifdef G_SM90A
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *smem = smem_align1024(smem_raw);
     uint64_t *bars = (uint64_t *)(smem + G_STAGES * G_STAGE_BYTES); /* full[G_STAGES], empty[G_STAGES] */
     const uint32_t s_base = smem_u32(smem), bar_base = smem_u32(bars);
     const int mode = flags & 3, var = flags >> 2;
@@ -211,6 +219,9 @@ __global__ void __launch_bounds__(G_THREADS, 1)
     }
     if (mc) cluster_sync_all(); /* the peer's barriers are initialised before any multicast or remote arrive */
     else __syncthreads();
+    /* launched as a programmatic dependent (variant bit 5): the prologue above overlapped the previous kernel; wait for
+     * its results before reading any input (a no-op otherwise) */
+    asm volatile("griddepcontrol.wait;" ::: "memory");
     /* epilogue operands of this tile in shared memory, loaded by producer warps 1-3 during the main loop: column
      * scales and bias [G_BN], staged outlier weights [G_EPI_Q][G_BN], residuals [G_BM][G_EPI_Q] (read from global
      * memory in the epilogue they were latency-bound: ~80 us per tile in run 1) */
@@ -434,9 +445,9 @@ static bool encode_map(CUtensorMap *m, const int8_t *base, int rows, int kdim, i
 bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     /* BNB_INT8_SM90_VAR: bit 2 the persistent kernel, bit 4 the 192-token-tile kernel, else the per-tile one with bit
      * 0 grouped tile order, bit 1 streaming output stores, bit 3 clusters of 2 sharing the weight tile by TMA
-     * multicast (default G_VAR_DEFAULT) */
+     * multicast, bit 5 programmatic dependent launch (default G_VAR_DEFAULT) */
     const char *vs = getenv("BNB_INT8_SM90_VAR");
-    const int var = vs ? atoi(vs) & 31 : G_VAR_DEFAULT;
+    const int var = vs ? atoi(vs) & 63 : G_VAR_DEFAULT;
     CUtensorMap tx, tw, twh;
     if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, (var & 16) ? K3_BM : G_BM) ||
         !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN) || !encode_map(&twh, a.wq, a.O, kdim, a.ldw, G_BN / 2))
@@ -461,6 +472,19 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
         if (cudaLaunchKernelEx(&cfg, int8_gemm_sm90a_kernel, tx, tw, twh, a, kblocks, fl) != cudaSuccess) {
             cudaGetLastError();
             return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (sm_90a GEMM): cluster launch failed");
+        }
+    } else if (var & 32) { /* programmatic dependent launch: prologue under the tail of the previous kernel */
+        cudaLaunchConfig_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = (var & 1) ? dim3(MT * NT) : dim3(MT, NT), cfg.blockDim = dim3(G_THREADS);
+        cfg.dynamicSmemBytes = G_SMEM, cfg.stream = c->stream, cfg.attrs = attr, cfg.numAttrs = 1;
+        if (cudaLaunchKernelEx(&cfg, int8_gemm_sm90a_kernel, tx, tw, twh, a, kblocks, mode | (var & 3) << 2) !=
+            cudaSuccess) {
+            cudaGetLastError();
+            return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (sm_90a GEMM): programmatic dependent launch failed");
         }
     } else if (!(var & 4)) {
         const dim3 grid = (var & 1) ? dim3(MT * NT) : dim3(MT, NT);

@@ -144,6 +144,11 @@ __global__ void pad_int8_kernel(const int8_t *w, int O, int K, int8_t *wp, int O
 /* ------------------------------------------------------------------------------------------------ 3. epilogue */
 /* Stage r[t][j] (j < min(count, OUTL_CAP)) and wo[j][o]. */
 __global__ void outlier_stage_kernel(epi_args a, float *r_st, float *wo_st) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* a GEMM launched as a programmatic dependent (sm_90a kernel, variant bit 5) may start its prologue now; it waits
+     * for this grid's completion (griddepcontrol.wait) before reading anything written here */
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
     const int n = min(*a.count, OUTL_CAP);
     const int64_t nr = (int64_t)a.T * n, nw = (int64_t)n * a.O;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nr + nw; i += (int64_t)gridDim.x * blockDim.x) {
