@@ -185,6 +185,63 @@ __global__ void int8_sm90a_probe_kernel(int *out) {
 #endif
 }
 
+#ifdef G_SM90A
+/* The per-tile kernel's epilogue rows, once the int32 tile is staged (row stride G_TS): thread = 4 consecutive outputs
+ * o .. o + 3 (staging column c; a warp writes 512 contiguous bytes of a row), every other row, 4 rows per step with all
+ * their shared loads first; the thread's columns of the staged outlier weights in wr. YT: the output type. */
+template <int YT>
+__device__ __forceinline__ void tile_rows_epilogue(const epi_args &a, const int32_t *ts, const float *e_sx,
+                                                   const float *e_r, const float4 (&wr)[G_EPI_Q], float4 sw, float4 bb,
+                                                   int o, int c, int wg, int tid, int m0, int n, int n_sm, bool vec,
+                                                   int var) {
+#pragma unroll 1
+    for (int lr0 = tid >> 6; lr0 < 64; lr0 += 8) {
+        int4 cv[4];
+        float sx[4], rr[4][G_EPI_Q];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int lr = lr0 + 2 * u, rt = (wg - 1) * 64 + lr;
+            cv[u] = *reinterpret_cast<const int4 *>(ts + lr * G_TS + c);
+            sx[u] = e_sx[rt];
+            const float4 ra = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q);
+            const float4 rb = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q + 4);
+            rr[u][0] = ra.x, rr[u][1] = ra.y, rr[u][2] = ra.z, rr[u][3] = ra.w;
+            rr[u][4] = rb.x, rr[u][5] = rb.y, rr[u][6] = rb.z, rr[u][7] = rb.w;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int t = m0 + (wg - 1) * 64 + lr0 + 2 * u; /* token */
+            if (t >= a.T) break;
+            float4 e = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int q = 0; q < G_EPI_Q; q++) { /* same order as epilogue_kernel: q ascending */
+                if (q < n_sm) {
+                    e.x = __fmaf_rn(rr[u][q], wr[q].x, e.x), e.y = __fmaf_rn(rr[u][q], wr[q].y, e.y);
+                    e.z = __fmaf_rn(rr[u][q], wr[q].z, e.z), e.w = __fmaf_rn(rr[u][q], wr[q].w, e.w);
+                }
+            }
+            if (n > n_sm) e = outl_sums_rest4(a, n_sm, t, o, sw, e); /* rare: more columns than staged */
+            const float4 y = make_float4(epi_value(cv[u].x, sx[u], sw.x, e.x, bb.x),
+                                         epi_value(cv[u].y, sx[u], sw.y, e.y, bb.y),
+                                         epi_value(cv[u].z, sx[u], sw.z, e.z, bb.z),
+                                         epi_value(cv[u].w, sx[u], sw.w, e.w, bb.w));
+            const size_t yi = (size_t)t * a.O + o;
+            if (vec) {
+                if (YT == BNB_TYPE_F32 && (var & 2)) /* evict-first: keep x / W in L2 */
+                    __stcs(reinterpret_cast<float4 *>((float *)a.y + yi), y);
+                else
+                    y_store4_t<YT>(a.y, yi, y);
+            } else {
+                y_store_t<YT>(a.y, yi, y.x);
+                if (o + 1 < a.O) y_store_t<YT>(a.y, yi + 1, y.y);
+                if (o + 2 < a.O) y_store_t<YT>(a.y, yi + 2, y.z);
+                if (o + 3 < a.O) y_store_t<YT>(a.y, yi + 3, y.w);
+            }
+        }
+    }
+}
+#endif
+
 /* Grid: x = token tiles (fastest, so neighbouring blocks share the weight tile in L2), y = output tiles.
  * Variant bit 3 (launched as clusters of 2 along x, grid x even): the two CTAs of a cluster share the weight tile:
  * each loads one 128-row half of it (tm_wh, box 128 rows) and multicasts it into both CTAs' stage, so the L2 -> SM
@@ -318,51 +375,13 @@ __global__ void __launch_bounds__(G_THREADS, 1)
 #pragma unroll
             for (int q = 0; q < G_EPI_Q; q++)
                 wr[q] = q < n_sm ? *reinterpret_cast<const float4 *>(e_wo + q * G_BN + c) : make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 1
-            for (int lr0 = tid >> 6; lr0 < 64; lr0 += 8) {
-                int4 cv[4];
-                float sx[4], rr[4][G_EPI_Q];
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    const int lr = lr0 + 2 * u, rt = (wg - 1) * 64 + lr;
-                    cv[u] = *reinterpret_cast<const int4 *>(ts + lr * G_TS + c);
-                    sx[u] = e_sx[rt];
-                    const float4 ra = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q);
-                    const float4 rb = *reinterpret_cast<const float4 *>(e_r + rt * G_EPI_Q + 4);
-                    rr[u][0] = ra.x, rr[u][1] = ra.y, rr[u][2] = ra.z, rr[u][3] = ra.w;
-                    rr[u][4] = rb.x, rr[u][5] = rb.y, rr[u][6] = rb.z, rr[u][7] = rb.w;
-                }
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    const int t = m0 + (wg - 1) * 64 + lr0 + 2 * u; /* token */
-                    if (t >= a.T) break;
-                    float4 e = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-                    for (int q = 0; q < G_EPI_Q; q++) { /* same order as epilogue_kernel: q ascending */
-                        if (q < n_sm) {
-                            e.x = __fmaf_rn(rr[u][q], wr[q].x, e.x), e.y = __fmaf_rn(rr[u][q], wr[q].y, e.y);
-                            e.z = __fmaf_rn(rr[u][q], wr[q].z, e.z), e.w = __fmaf_rn(rr[u][q], wr[q].w, e.w);
-                        }
-                    }
-                    if (n > n_sm) e = outl_sums_rest4(a, n_sm, t, o, sw, e); /* rare: more columns than staged */
-                    const float4 y = make_float4(epi_value(cv[u].x, sx[u], sw.x, e.x, bb.x),
-                                                 epi_value(cv[u].y, sx[u], sw.y, e.y, bb.y),
-                                                 epi_value(cv[u].z, sx[u], sw.z, e.z, bb.z),
-                                                 epi_value(cv[u].w, sx[u], sw.w, e.w, bb.w));
-                    const size_t yi = (size_t)t * a.O + o;
-                    if (vec) {
-                        if ((var & 2) && a.ytype == BNB_TYPE_F32) /* evict-first: keep x / W in L2 */
-                            __stcs(reinterpret_cast<float4 *>((float *)a.y + yi), y);
-                        else
-                            y_store4(a.y, a.ytype, yi, y);
-                    } else {
-                        y_store(a.y, a.ytype, yi, y.x);
-                        if (o + 1 < a.O) y_store(a.y, a.ytype, yi + 1, y.y);
-                        if (o + 2 < a.O) y_store(a.y, a.ytype, yi + 2, y.z);
-                        if (o + 3 < a.O) y_store(a.y, a.ytype, yi + 3, y.w);
-                    }
-                }
-            }
+            /* the row loop once per output type: no type branches around the stores */
+            if (a.ytype == BNB_TYPE_F16)
+                tile_rows_epilogue<BNB_TYPE_F16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
+            else if (a.ytype == BNB_TYPE_BF16)
+                tile_rows_epilogue<BNB_TYPE_BF16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
+            else
+                tile_rows_epilogue<BNB_TYPE_F32>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
             } /* o < a.O */
         }
     }

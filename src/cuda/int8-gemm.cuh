@@ -27,11 +27,31 @@ struct epi_args {
     int ytype;                                 /* BNB_TYPE_F32, F16 or BF16 */
 };
 
-/* y[i] in the output type: F32, or F16 / BF16 rounded to nearest even (the CPU's bnb_f32_to_f16 / _bf16). */
-__device__ __forceinline__ void y_store(void *y, int ytype, size_t i, float v) {
-    if (ytype == BNB_TYPE_F32) ((float *)y)[i] = v;
-    else if (ytype == BNB_TYPE_F16) ((__half *)y)[i] = __float2half_rn(v);
+/* y[i] in the output type YT: F32, or F16 / BF16 rounded to nearest even (the CPU's bnb_f32_to_f16 / _bf16). */
+template <int YT> __device__ __forceinline__ void y_store_t(void *y, size_t i, float v) {
+    if (YT == BNB_TYPE_F32) ((float *)y)[i] = v;
+    else if (YT == BNB_TYPE_F16) ((__half *)y)[i] = __float2half_rn(v);
     else ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
+}
+/* y[i .. i + 3] in one store: i a multiple of 4 and y 16-byte aligned. */
+template <int YT> __device__ __forceinline__ void y_store4_t(void *y, size_t i, float4 v) {
+    if (YT == BNB_TYPE_F32) {
+        *reinterpret_cast<float4 *>((float *)y + i) = v;
+    } else if (YT == BNB_TYPE_F16) {
+        const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
+        *reinterpret_cast<uint2 *>((__half *)y + i) =
+            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
+    } else {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        *reinterpret_cast<uint2 *>((__nv_bfloat16 *)y + i) =
+            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
+    }
+}
+/* The same with the type known at run time only. */
+__device__ __forceinline__ void y_store(void *y, int ytype, size_t i, float v) {
+    if (ytype == BNB_TYPE_F32) y_store_t<BNB_TYPE_F32>(y, i, v);
+    else if (ytype == BNB_TYPE_F16) y_store_t<BNB_TYPE_F16>(y, i, v);
+    else y_store_t<BNB_TYPE_BF16>(y, i, v);
 }
 /* y[i], y[i + 1] (has1): one store when pair (i even and y aligned), else one by one. */
 __device__ __forceinline__ void y_store2(void *y, int ytype, size_t i, float v0, float v1, bool pair, bool has1) {
@@ -48,19 +68,10 @@ __device__ __forceinline__ void y_store2(void *y, int ytype, size_t i, float v0,
     y_store(y, ytype, i, v0);
     if (has1) y_store(y, ytype, i + 1, v1);
 }
-/* y[i .. i + 3] in one store: i a multiple of 4 and y 16-byte aligned. */
 __device__ __forceinline__ void y_store4(void *y, int ytype, size_t i, float4 v) {
-    if (ytype == BNB_TYPE_F32) {
-        *reinterpret_cast<float4 *>((float *)y + i) = v;
-    } else if (ytype == BNB_TYPE_F16) {
-        const __half2 lo = __floats2half2_rn(v.x, v.y), hi = __floats2half2_rn(v.z, v.w);
-        *reinterpret_cast<uint2 *>((__half *)y + i) =
-            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
-    } else {
-        const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-        *reinterpret_cast<uint2 *>((__nv_bfloat16 *)y + i) =
-            make_uint2(*reinterpret_cast<const uint32_t *>(&lo), *reinterpret_cast<const uint32_t *>(&hi));
-    }
+    if (ytype == BNB_TYPE_F32) y_store4_t<BNB_TYPE_F32>(y, i, v);
+    else if (ytype == BNB_TYPE_F16) y_store4_t<BNB_TYPE_F16>(y, i, v);
+    else y_store4_t<BNB_TYPE_BF16>(y, i, v);
 }
 
 /* r[t][j] of outlier column c = idx[j]: the float part of the column minus what the int8 part already counted. */
