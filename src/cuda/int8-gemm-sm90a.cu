@@ -11,8 +11,9 @@
  * (__CUDA_ARCH_FEAT_SM90_ALL) has the real kernel body, and a probe launch tells the host which one was loaded.
  *
  * Status and measurements: docs/perf-int8-cuda.md. Outputs are bitwise equal to the cuBLASLt path (bench-int8 and
- * test-int8 compare them). BNB_INT8_SM90_VAR (comparisons): bit 2 the persistent kernel, else the per-tile one with
- * bit 0 grouped tile order, bit 1 streaming (evict-first) output stores, bit 3 2-CTA clusters + weight multicast. */
+ * test-int8 compare them). BNB_INT8_SM90_VAR (comparisons): bit 0 grouped tile order, bit 1 streaming (evict-first)
+ * output stores, bit 3 2-CTA clusters + weight multicast, bit 5 programmatic dependent launch. (A persistent kernel
+ * and a 192-token-tile kernel were measured slower and removed: docs/perf-int8-cuda.md, run 5.) */
 #include "int8-gemm.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPoint, no -lcuda */
@@ -389,8 +390,6 @@ __global__ void __launch_bounds__(G_THREADS, 1)
 #endif
 }
 
-#include "int8-gemm-sm90a-alt.cuh" /* persistent and 192-token-tile kernels */
-
 /* ================================================================================================ host side */
 typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
@@ -438,10 +437,6 @@ bool bnb_int8_sm90a_ready(bnb_cuda_ctx *c, int T, int O) {
                  cudaStreamSynchronize(c->stream) == cudaSuccess && flag == 1;
             ok = ok && cudaFuncSetAttribute(int8_gemm_sm90a_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             G_SMEM) == cudaSuccess;
-            ok = ok && cudaFuncSetAttribute(int8_gemm_sm90a_persistent, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            P_SMEM) == cudaSuccess;
-            ok = ok && cudaFuncSetAttribute(int8_gemm_sm90a_k192, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            K3_SMEM) == cudaSuccess;
             cudaFree(d_flag);
         }
     }
@@ -462,57 +457,42 @@ static bool encode_map(CUtensorMap *m, const int8_t *base, int rows, int kdim, i
 }
 
 bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
-    /* BNB_INT8_SM90_VAR: bit 2 the persistent kernel, bit 4 the 192-token-tile kernel, else the per-tile one with bit
-     * 0 grouped tile order, bit 1 streaming output stores, bit 3 clusters of 2 sharing the weight tile by TMA
-     * multicast, bit 5 programmatic dependent launch (default G_VAR_DEFAULT) */
+    /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 streaming output stores, bit 3 clusters of 2 sharing the
+     * weight tile by TMA multicast, bit 5 programmatic dependent launch (default G_VAR_DEFAULT) */
     const char *vs = getenv("BNB_INT8_SM90_VAR");
-    const int var = vs ? atoi(vs) & 63 : G_VAR_DEFAULT;
+    const int var = vs ? atoi(vs) & 43 : G_VAR_DEFAULT;
     CUtensorMap tx, tw, twh;
-    if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, (var & 16) ? K3_BM : G_BM) ||
-        !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN) || !encode_map(&twh, a.wq, a.O, kdim, a.ldw, G_BN / 2))
+    if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN) ||
+        !encode_map(&twh, a.wq, a.O, kdim, a.ldw, G_BN / 2))
         return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (cuda sm_90a): tensor map for T %d K %d O %d failed", a.T,
                         kdim, a.O);
     const unsigned MT = (unsigned)((a.T + G_BM - 1) / G_BM), NT = (unsigned)((a.O + G_BN - 1) / G_BN);
     /* BNB_INT8_SM90_MODE (measurements only, wrong results): 1 no epilogue, 2 no MMAs, 3 loads only */
     const char *m = getenv("BNB_INT8_SM90_MODE");
-    const int mode = m ? atoi(m) & 3 : 0, kblocks = (kdim + G_BK - 1) / G_BK;
-    if (var & 16) {
-        const dim3 grid((unsigned)((a.T + K3_BM - 1) / K3_BM), NT);
-        int8_gemm_sm90a_k192<<<grid, G_THREADS, K3_SMEM, c->stream>>>(tx, tw, a, kblocks, mode);
-    } else if (var & 8) { /* clusters of 2 along the token tiles: grid x rounded up to even (a spare tile stores nothing) */
-        cudaLaunchConfig_t cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = 2, attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
-        cfg.gridDim = dim3((MT + 1) & ~1u, NT), cfg.blockDim = dim3(G_THREADS), cfg.dynamicSmemBytes = G_SMEM;
-        cfg.stream = c->stream, cfg.attrs = attr, cfg.numAttrs = 1;
-        const int fl = mode | (var & 10) << 2;
-        if (cudaLaunchKernelEx(&cfg, int8_gemm_sm90a_kernel, tx, tw, twh, a, kblocks, fl) != cudaSuccess) {
-            cudaGetLastError();
-            return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (sm_90a GEMM): cluster launch failed");
-        }
-    } else if (var & 32) { /* programmatic dependent launch: prologue under the tail of the previous kernel */
-        cudaLaunchConfig_t cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.gridDim = (var & 1) ? dim3(MT * NT) : dim3(MT, NT), cfg.blockDim = dim3(G_THREADS);
-        cfg.dynamicSmemBytes = G_SMEM, cfg.stream = c->stream, cfg.attrs = attr, cfg.numAttrs = 1;
-        if (cudaLaunchKernelEx(&cfg, int8_gemm_sm90a_kernel, tx, tw, twh, a, kblocks, mode | (var & 3) << 2) !=
-            cudaSuccess) {
-            cudaGetLastError();
-            return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (sm_90a GEMM): programmatic dependent launch failed");
-        }
-    } else if (!(var & 4)) {
-        const dim3 grid = (var & 1) ? dim3(MT * NT) : dim3(MT, NT);
-        int8_gemm_sm90a_kernel<<<grid, G_THREADS, G_SMEM, c->stream>>>(tx, tw, twh, a, kblocks, mode | (var & 3) << 2);
+    const int mode = m ? atoi(m) & 3 : 0, kblocks = (kdim + G_BK - 1) / G_BK, flags = mode | (var & 11) << 2;
+    /* clusters of 2 along the token tiles: grid x rounded up to even (a spare tile stores nothing) */
+    const dim3 grid = (var & 8) ? dim3((MT + 1) & ~1u, NT) : (var & 1) ? dim3(MT * NT) : dim3(MT, NT);
+    if (!(var & 40)) {
+        int8_gemm_sm90a_kernel<<<grid, G_THREADS, G_SMEM, c->stream>>>(tx, tw, twh, a, kblocks, flags);
     } else {
-        const unsigned sms = (unsigned)(c->device >= 0 && c->device < G_MAX_DEV && g_sms[c->device] > 0
-                                            ? g_sms[c->device] : 132);
-        int8_gemm_sm90a_persistent<<<MT * NT < sms ? MT * NT : sms, G_THREADS, P_SMEM, c->stream>>>(tx, tw, a, kblocks,
-                                                                                                     mode);
+        cudaLaunchAttribute attr[1];
+        memset(attr, 0, sizeof attr);
+        if (var & 8) {
+            attr[0].id = cudaLaunchAttributeClusterDimension;
+            attr[0].val.clusterDim.x = 2, attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
+        } else { /* programmatic dependent launch: the prologue under the tail of the previous kernel */
+            attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[0].val.programmaticStreamSerializationAllowed = 1;
+        }
+        cudaLaunchConfig_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.gridDim = grid, cfg.blockDim = dim3(G_THREADS), cfg.dynamicSmemBytes = G_SMEM, cfg.stream = c->stream;
+        cfg.attrs = attr, cfg.numAttrs = 1;
+        if (cudaLaunchKernelEx(&cfg, int8_gemm_sm90a_kernel, tx, tw, twh, a, kblocks, flags) != cudaSuccess) {
+            cudaGetLastError();
+            return bnb_fail(BNB_ERR_BACKEND, "bnb_matmul_int8 (sm_90a GEMM): %s launch failed",
+                            (var & 8) ? "cluster" : "programmatic dependent");
+        }
     }
     BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 (sm_90a GEMM)");
     return BNB_OK;
