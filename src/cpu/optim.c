@@ -196,10 +196,11 @@ static inline vec_hp vec_hp_of(const upd_hp *h) {
 }
 
 
-/* New parameter and states (before the finite / skip-zeros selects). type: Adam (also AdamW, LAMB), RMSprop,
- * Adagrad or AdEMAMix. */
-static inline __attribute__((always_inline)) __m512 vec_update(const vec_hp *k, int type, __m512 g, __m512 pv,
-                                                               __m512 *s1, __m512 *s2, __m512 *s3) {
+/* New parameter and states (before the skip-zeros select). type: Adam (also AdamW, LAMB), RMSprop, Adagrad or
+ * AdEMAMix. Adam's and AdEMAMix's new states are zero in the lanes outside fin (the finite-gradient select folded
+ * into their last add; the parameter of those lanes is not stored). */
+static inline __attribute__((always_inline)) __m512 vec_update(const vec_hp *k, int type, __mmask16 fin, __m512 g,
+                                                               __m512 pv, __m512 *s1, __m512 *s2, __m512 *s3) {
     if (type == BNB_OPTIM_RMSPROP || type == BNB_OPTIM_ADAGRAD) {
         g = _mm512_mask_add_ps(g, k->wd, g, _mm512_mul_ps(k->wdv, pv));
         const __m512 v = type == BNB_OPTIM_ADAGRAD
@@ -208,10 +209,10 @@ static inline __attribute__((always_inline)) __m512 vec_update(const vec_hp *k, 
         *s1 = v;
         return _mm512_sub_ps(pv, _mm512_mul_ps(k->lr, _mm512_div_ps(g, _mm512_add_ps(_mm512_sqrt_ps(v), k->eps))));
     }
-    const __m512 m = _mm512_add_ps(_mm512_mul_ps(k->b1, *s1), _mm512_mul_ps(k->omb1, g));
-    const __m512 v = _mm512_add_ps(_mm512_mul_ps(k->b2, *s2), _mm512_mul_ps(k->omb2, _mm512_mul_ps(g, g)));
+    const __m512 m = _mm512_maskz_add_ps(fin, _mm512_mul_ps(k->b1, *s1), _mm512_mul_ps(k->omb1, g));
+    const __m512 v = _mm512_maskz_add_ps(fin, _mm512_mul_ps(k->b2, *s2), _mm512_mul_ps(k->omb2, _mm512_mul_ps(g, g)));
     if (type == BNB_OPTIM_ADEMAMIX) {
-        const __m512 m2 = _mm512_add_ps(_mm512_mul_ps(k->b3, *s3), _mm512_mul_ps(k->omb3, g));
+        const __m512 m2 = _mm512_maskz_add_ps(fin, _mm512_mul_ps(k->b3, *s3), _mm512_mul_ps(k->omb3, g));
         const __m512 sv = _mm512_sqrt_ps(v);
         const __m512 mc = k->rcp ? div_by_const(m, k->c1, k->rc1) : _mm512_div_ps(m, k->c1);
         const __m512 num = _mm512_add_ps(mc, _mm512_mul_ps(k->alpha, m2));
@@ -241,7 +242,7 @@ static inline __attribute__((always_inline)) void run32_vec_t(const upd_hp *h, c
         const __m512 b0 = two ? _mm512_maskz_loadu_ps(ld, S2 + i) : zero;
         const __m512 c0 = three ? _mm512_maskz_loadu_ps(ld, S3 + i) : zero;
         __m512 a = a0, b = b0, c = c0;
-        const __m512 pv = vec_update(&k, type, g, p0, &a, &b, &c);
+        const __m512 pv = vec_update(&k, type, (__mmask16)0xffff, g, p0, &a, &b, &c);
         const __mmask16 fin = _mm512_cmp_ps_mask(_mm512_abs_ps(g), fmax, _CMP_LE_OQ);
         const __mmask16 keep = k.skipz & _mm512_cmp_ps_mask(g, zero, _CMP_EQ_OQ);
         _mm512_mask_storeu_ps(S1 + i, ld, _mm512_mask_mov_ps(_mm512_maskz_mov_ps(fin, a), keep, a0));
@@ -353,6 +354,40 @@ static inline void dequant_block(const opt8_parts *o, int64_t off, int64_t blk, 
     for (int j = 0; j < len; j++) out[j] = o->map[o->codes[off + j]] * am;
 }
 
+#ifdef OPT8_AVX512
+/* Codes of a full block of f32 values whose absmax am is known (o->qv->ok): the table, the 16-bit-key count,
+ * the count or the search, whichever the tables allow. */
+static inline __attribute__((always_inline)) void quant_block_am(const opt8_parts *o, int64_t off, const float *vals,
+                                                                 float am) {
+    const __m512 vam = _mm512_set1_ps(am);
+    if (o->qv->tab) { /* the whole block by table entries (quant_tab_quads) */
+        const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
+                              {o->qv, vals + 128, vam, o->codes + off + 128},
+                              {o->qv, vals + 192, vam, o->codes + off + 192}};
+        quant_tab_quads(4, Q);
+        return;
+    }
+#if defined(QV_REV) && defined(OPT8_VBMI)
+    if (o->qv->wcount) { /* the whole block: 8 chains of 32 lanes (quant_word_quads) */
+        const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
+                              {o->qv, vals + 128, vam, o->codes + off + 128},
+                              {o->qv, vals + 192, vam, o->codes + off + 192}};
+        quant_word_quads(4, Q);
+        return;
+    }
+#endif
+    if (o->qv->counted) { /* two quads at a time: 8 search chains in flight (quant_count_quads) */
+        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
+            const q8_quad Q[2] = {{o->qv, vals + j, vam, o->codes + off + j},
+                                  {o->qv, vals + j + 64, vam, o->codes + off + j + 64}};
+            quant_count_quads(2, Q);
+        }
+        return;
+    }
+    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(o->qv, o->map, vals + j, vam, o->codes + off + j);
+}
+#endif
+
 /* New absmax of the block, then the codes. */
 static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, int len, const float *vals) {
 #ifdef OPT8_AVX512
@@ -365,32 +400,7 @@ static inline void quant_block(const opt8_parts *o, int64_t off, int64_t blk, in
         }
         const float am = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
         o->absmax[blk] = am;
-        const __m512 vam = _mm512_set1_ps(am);
-        if (o->qv->tab) { /* the whole block by table entries (quant_tab_quads) */
-            const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
-                                  {o->qv, vals + 128, vam, o->codes + off + 128},
-                                  {o->qv, vals + 192, vam, o->codes + off + 192}};
-            quant_tab_quads(4, Q);
-            return;
-        }
-#if defined(QV_REV) && defined(OPT8_VBMI)
-        if (o->qv->wcount) { /* the whole block: 8 chains of 32 lanes (quant_word_quads) */
-            const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
-                                  {o->qv, vals + 128, vam, o->codes + off + 128},
-                                  {o->qv, vals + 192, vam, o->codes + off + 192}};
-            quant_word_quads(4, Q);
-            return;
-        }
-#endif
-        if (o->qv->counted) { /* two quads at a time: 8 search chains in flight (quant_count_quads) */
-            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
-                const q8_quad Q[2] = {{o->qv, vals + j, vam, o->codes + off + j},
-                                      {o->qv, vals + j + 64, vam, o->codes + off + j + 64}};
-                quant_count_quads(2, Q);
-            }
-            return;
-        }
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) QUANT_QN(o->qv, o->map, vals + j, vam, o->codes + off + j);
+        quant_block_am(o, off, vals, am);
         return;
     }
 #endif
@@ -458,125 +468,27 @@ static inline __attribute__((always_inline)) void run8_block_t(const run8_args *
     if (three) quant_block(&a->q1, a->npad + i0, a->npad / BNB_OPTIM_BLOCK + b, len, s3);
 }
 
-#ifdef OPT8_AVX512
-/* 16 dequantized values: map[code] * absmax, as dequant_block (a gather) */
-static inline __m512 deq16(const opt8_parts *o, int64_t off, __m512 am) {
-    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(o->codes + off)));
-    return _mm512_mul_ps(_mm512_i32gather_ps(idx, o->map, 4), am);
-}
-#endif
-
-
-#ifdef OPT8_AVX512
-/* Adam / AdamW / LAMB (three = false) and AdEMAMix (three = true) on a full block with f32 parameter and gradient:
- * dequantize, update and the states' absmax 16 lanes at a time in registers, then re-quantize. The f32 operations
- * are elem_update's / run32_range's, in the same order and without contraction (separate multiplies and adds), and
- * the selects are the same, so parameters and codes are bit-identical to the generic path. */
-static inline __attribute__((always_inline)) void adam8_block_avx(const run8_args *a, int64_t b, const bool three) {
-    const upd_hp *h = a->h;
-    const opt8_parts *q1 = &a->q1, *q2 = &a->q2;
-    const int64_t i0 = b * BNB_OPTIM_BLOCK, i3 = a->npad + i0, b3 = a->npad / BNB_OPTIM_BLOCK + b;
-    float *P = (float *)a->P + i0;
-    const float *G = (const float *)a->G + i0;
-    _Alignas(64) float s1[BNB_OPTIM_BLOCK], s2[BNB_OPTIM_BLOCK], s3[BNB_OPTIM_BLOCK];
-    prefetch_block(a, b + OPT8_PREFETCH_BLOCKS, three);
-    const vec_hp k = vec_hp_of(h);
-    const __m512 zero = _mm512_setzero_ps(), fmax = _mm512_set1_ps(FLT_MAX);
-    const __m512 am1 = _mm512_set1_ps(q1->absmax[b]), am2 = _mm512_set1_ps(q2->absmax[b]);
-    const __m512 am3 = three ? _mm512_set1_ps(q1->absmax[b3]) : zero;
-    __m512 mx1 = zero, mx2 = zero, mx3 = zero;
-    bool pre = false; /* the old states dequantized into s1..s3 first (plane lookups), the update overwrites them */
-#ifdef OPT8_VBMI
-    pre = q1->qv->planes;
-    for (int j = 0; pre && j < BNB_OPTIM_BLOCK; j += 64) {
-        deq64(q1->qv, q1->codes + i0 + j, am1, s1 + j);
-        deq64(q2->qv, q2->codes + i0 + j, am2, s2 + j);
-        if (three) deq64(q1->qv, q1->codes + i3 + j, am3, s3 + j);
-    }
-#endif
-#define DEQ(o, s, off, am) (pre ? _mm512_load_ps(s + j) : deq16(o, off, am))
-    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16) {
-        const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(G + j), k.gscale);
-        const __m512 p0 = _mm512_loadu_ps(P + j);
-        const __m512 a1 = DEQ(q1, s1, i0 + j, am1), a2 = DEQ(q2, s2, i0 + j, am2);
-        const __m512 a3 = three ? DEQ(q1, s3, i3 + j, am3) : zero;
-        __m512 m = a1, v = a2, m2 = a3;
-        const __m512 pv = vec_update(&k, three ? BNB_OPTIM_ADEMAMIX : BNB_OPTIM_ADAM, g, p0, &m, &v, &m2);
-        const __mmask16 fin = _mm512_cmp_ps_mask(_mm512_abs_ps(g), fmax, _CMP_LE_OQ);
-        const __mmask16 keep = k.skipz & _mm512_cmp_ps_mask(g, zero, _CMP_EQ_OQ);
-        /* state: keep ? old : (finite ? new : 0); parameter: finite && !keep ? new : old */
-        const __m512 n1 = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(fin, m), keep, a1);
-        const __m512 n2 = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(fin, v), keep, a2);
-        _mm512_store_ps(s1 + j, n1);
-        _mm512_store_ps(s2 + j, n2);
-        mx1 = _mm512_max_ps(_mm512_abs_ps(n1), mx1);
-        mx2 = _mm512_max_ps(_mm512_abs_ps(n2), mx2);
-        if (three) {
-            const __m512 n3 = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(fin, m2), keep, a3);
-            _mm512_store_ps(s3 + j, n3);
-            mx3 = _mm512_max_ps(_mm512_abs_ps(n3), mx3);
-        }
-        _mm512_storeu_ps(P + j, _mm512_mask_mov_ps(p0, fin & ~keep, pv));
-    }
-#undef DEQ
-    /* absmax as quant_block (a NaN value is skipped by max's operand order), then the codes of both states */
-    const float mxa = _mm512_reduce_max_ps(mx1), mxb = _mm512_reduce_max_ps(mx2);
-    q1->absmax[b] = mxa;
-    q2->absmax[b] = mxb;
-    const __m512 n1 = _mm512_set1_ps(mxa), n2 = _mm512_set1_ps(mxb);
-    const float mxc = three ? _mm512_reduce_max_ps(mx3) : 0.f;
-    const __m512 n3 = _mm512_set1_ps(mxc);
-    if (three) q1->absmax[b3] = mxc;
-    if (q1->qv->tab && q2->qv->tab) { /* table entries (quant_tab_quads), the states' quads of a slice together */
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
-            const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
-                                  {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
-            quant_tab_quads(three ? 3 : 2, Q);
-        }
-        return;
-    }
-    if (q1->qv->counted && q2->qv->counted) {
-        /* the count form on the two (three) states' quads together: 8 (12) search chains in flight */
-#if defined(QV_REV) && defined(OPT8_VBMI)
-        if (q1->qv->wcount && q2->qv->wcount) { /* 16-bit keys: 128 values per state at a time, 8 (12) chains */
-            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
-                const q8_quad Q[6] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
-                                      {q1->qv, s1 + j + 64, n1, q1->codes + i0 + j + 64},
-                                      {q2->qv, s2 + j + 64, n2, q2->codes + i0 + j + 64},
-                                      {q1->qv, s3 + j, n3, q1->codes + i3 + j},
-                                      {q1->qv, s3 + j + 64, n3, q1->codes + i3 + j + 64}};
-                quant_word_quads(three ? 6 : 4, Q);
-            }
-            return;
-        }
-#endif
-        for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
-            const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
-                                  {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
-            quant_count_quads(three ? 3 : 2, Q);
-        }
-        return;
-    }
-    for (int j = 0; j < BNB_OPTIM_BLOCK; j += 16 * QN) {
-        QUANT_QN(q1->qv, q1->map, s1 + j, n1, q1->codes + i0 + j);
-        QUANT_QN(q2->qv, q2->map, s2 + j, n2, q2->codes + i0 + j);
-        if (three) QUANT_QN(q1->qv, q1->map, s3 + j, n3, q1->codes + i3 + j);
-    }
-}
-#endif
+#include "optim-block.h" /* adam8_block_avx, lion8_block_avx: the fused block kernels (AVX-512) */
 
 static void run8_block(const run8_args *a, int64_t b) {
     const upd_hp *h = a->h;
 #ifdef OPT8_AVX512
-    if (a->pt == BNB_TYPE_F32 && a->gt == BNB_TYPE_F32 && (b + 1) * BNB_OPTIM_BLOCK <= a->n && a->q1.qv->ok &&
-        a->q2.qv && a->q2.qv->ok) {
-        if (h->type == BNB_OPTIM_ADAM || h->type == BNB_OPTIM_ADAMW || h->type == BNB_OPTIM_LAMB) {
-            adam8_block_avx(a, b, false);
+    if (a->pt == BNB_TYPE_F32 && a->gt == BNB_TYPE_F32 && (b + 1) * BNB_OPTIM_BLOCK <= a->n && a->q1.qv->ok) {
+        /* skip_zeros as a constant: without it the states' selects fold into the updates' last adds */
+        const bool sz = h->skip_zeros;
+        if (h->type == BNB_OPTIM_LION) {
+            sz ? lion8_block_avx(a, b, true) : lion8_block_avx(a, b, false);
             return;
         }
-        if (h->type == BNB_OPTIM_ADEMAMIX) {
-            adam8_block_avx(a, b, true);
-            return;
+        if (a->q2.qv && a->q2.qv->ok) {
+            if (h->type == BNB_OPTIM_ADAM || h->type == BNB_OPTIM_ADAMW || h->type == BNB_OPTIM_LAMB) {
+                sz ? adam8_block_avx(a, b, false, true) : adam8_block_avx(a, b, false, false);
+                return;
+            }
+            if (h->type == BNB_OPTIM_ADEMAMIX) {
+                sz ? adam8_block_avx(a, b, true, true) : adam8_block_avx(a, b, true, false);
+                return;
+            }
         }
     }
 #endif
