@@ -180,31 +180,7 @@ __device__ __forceinline__ uint2 req8b(const qent *ent, const float *msh, bool f
     for (int o = 16; o > 0; o >>= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
     amo = am;
     const bool rq = fast && am >= 0x1p-66f && am <= 0x1p90f;
-    const float r = __frcp_rn(rq ? am : 1.f);
-    uint32_t lo = 0, hi = 0;
-    int slow = rq ? 0 : 1;
-    if (rq) {
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            const float q = __fmul_rn(v[k], r), y = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
-            const qent e = ent[qf_bucket(y)];
-            const uint32_t c = (uint32_t)(e.a + (e.ta < y ? 1 : 0) + (e.tb < y ? 1 : 0));
-            slow |= e.slow;
-            if (k < 4) lo |= c << (8 * k);
-            else hi |= c << (8 * (k - 4));
-        }
-    }
-    if (slow) {
-        lo = hi = 0;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            const float y = am > 0.f ? v[k] / am : 0.f;
-            const uint32_t c = (uint32_t)bnb_optim_quantize_code(msh, y, v[k]);
-            if (k < 4) lo |= c << (8 * k);
-            else hi |= c << (8 * (k - 4));
-        }
-    }
-    return make_uint2(lo, hi);
+    return req_group8(ent, msh, rq, am, __frcp_rn(rq ? am : 1.f), v);
 }
 
 /* Stores 8 values or codes of a thread: 4 at i0, 4 at i1 (counts c0, c1 valid). */
@@ -353,18 +329,9 @@ __global__ void __launch_bounds__(NT_B, 1) k_upd8b(const __grid_constant__ upd_b
         float m[8], v[8];
         bool bad = c0 < 4 || c1 < 4 || !uok;
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            const float gk = MUL(g[k], h.gscale);
-            const float s1 = MUL(tb.map[0][code8_at(w1, k)], am1), s2 = MUL(tb.map[1][code8_at(w2, k)], am2);
-            const float mm = ADD(MUL(h.b1, s1), MUL(ob1, gk));
-            const float vv = ADD(MUL(h.b2, s2), MUL(ob2, MUL(gk, gk)));
-            /* as k_upd8p: vv in [2^-101, 2^100] (NaN / inf from a non-finite g fail), |mm| in [2^-60, 2^60] */
-            bad = bad | ((uint32_t)__float_as_uint(vv) - 0x0d000000u > 0x64800000u);
-            bad = bad | !(fabsf(mm) >= 0x1p-60f) | !(fabsf(mm) <= 0x1p60f) | (skipz & (gk == 0.f));
-            const float den = ADD(sqrt_nochk(vv), ec2);
-            p[k] = ADD(p[k], MUL(st, div_nochk(mm, den)));
-            m[k] = mm, v[k] = vv;
-        }
+        for (int k = 0; k < 8; k++)
+            bad = adam8_elem_fast(bad, h, ob1, ob2, st, ec2, skipz, g[k], tb.map[0], tb.map[1], code8_at(w1, k),
+                                  code8_at(w2, k), am1, am2, p[k], m[k], v[k]);
         if (wd) {
 #pragma unroll
             for (int k = 0; k < 8; k++) p[k] = MUL(p[k], dec);

@@ -221,6 +221,36 @@ template <int nm, int NT = THREADS> __device__ bool qp_setup(unsigned char *smem
     return true;
 }
 
+/* Codes of 8 values v (two words, code k in byte k % 4 of word k / 4) with the block's absmax am and r = RN(1 / am):
+ * the entry-table path when rq, else (or when an entry is slow) bnb_optim_quantize_code with y = v / am. */
+__device__ __forceinline__ uint2 req_group8(const qent *ent, const float *msh, bool rq, float am, float r,
+                                            const float *v) {
+    uint32_t lo = 0, hi = 0;
+    int slow = rq ? 0 : 1;
+    if (rq) {
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const float q = __fmul_rn(v[k], r), y = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
+            const qent e = ent[qf_bucket(y)];
+            const uint32_t c = (uint32_t)(e.a + (e.ta < y ? 1 : 0) + (e.tb < y ? 1 : 0));
+            slow |= e.slow;
+            if (k < 4) lo |= c << (8 * k);
+            else hi |= c << (8 * (k - 4));
+        }
+    }
+    if (slow) {
+        lo = hi = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const float y = am > 0.f ? v[k] / am : 0.f;
+            const uint32_t c = (uint32_t)bnb_optim_quantize_code(msh, y, v[k]);
+            if (k < 4) lo |= c << (8 * k);
+            else hi |= c << (8 * (k - 4));
+        }
+    }
+    return make_uint2(lo, hi);
+}
+
 /* New absmax of the 256-block (16 lanes; all 32 lanes call it) and the 16 codes of a thread's values. Fast path
  * (tables built, absmax in [2^-66, 2^90]): y by the reciprocal and one residual step (correctly rounded for |v| >=
  * 2^-90, host-checked; a value below that has |y| < 2^-23 and lands in the slow centre bucket), one entry load, two
@@ -240,31 +270,9 @@ __device__ __forceinline__ uint4 req16p(const qent *ent, const float *msh, bool 
         float v[QG];
 #pragma unroll
         for (int k = 0; k < QG; k++) v[k] = half ? vals[QG + k] : vals[k];
-        uint32_t lo = 0, hi = 0;
-        int slow = rq ? 0 : 1;
-        if (rq) {
-#pragma unroll
-            for (int k = 0; k < QG; k++) {
-                const float q = __fmul_rn(v[k], r), y = __fmaf_rn(__fmaf_rn(-am, q, v[k]), r, q);
-                const qent e = ent[qf_bucket(y)];
-                const uint32_t c = (uint32_t)(e.a + (e.ta < y ? 1 : 0) + (e.tb < y ? 1 : 0));
-                slow |= e.slow;
-                if (k < 4) lo |= c << (8 * k);
-                else hi |= c << (8 * (k - 4));
-            }
-        }
-        if (slow) {
-            lo = hi = 0;
-#pragma unroll
-            for (int k = 0; k < QG; k++) {
-                const float y = am > 0.f ? v[k] / am : 0.f;
-                const uint32_t c = (uint32_t)bnb_optim_quantize_code(msh, y, v[k]);
-                if (k < 4) lo |= c << (8 * k);
-                else hi |= c << (8 * (k - 4));
-            }
-        }
-        if (half) w[2] = lo, w[3] = hi;
-        else w[0] = lo, w[1] = hi;
+        const uint2 c = req_group8(ent, msh, rq, am, r, v);
+        if (half) w[2] = c.x, w[3] = c.y;
+        else w[0] = c.x, w[1] = c.y;
     }
     return make_uint4(w[0], w[1], w[2], w[3]);
 }

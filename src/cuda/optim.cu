@@ -498,6 +498,26 @@ __device__ __forceinline__ float div_nochk(float n, float d) {
     return __fmaf_rn(r, __fmaf_rn(-d, q, n), q);
 }
 
+/* One element of the branch-free Adam/AdamW update of k_upd8p and k_upd8b: the new states mm, vv from the dequantized
+ * states s1, s2 (codes through the maps, times the absmax) and the gradient g, then p += st * mm / (sqrt(vv) + ec2). True when the element is outside the range
+ * in which sqrt_nochk / div_nochk are exact (vv in [2^-101, 2^100], so den in [2^-50.5, 2^51] as ec2 <= 2^50; |mm| in
+ * [2^-60, 2^60]; a non-finite g fails) or a skipped zero (ORed into bad): the caller then redoes it by the exact
+ * per-element path. */
+__device__ __forceinline__ bool adam8_elem_fast(bool bad, const dev_hp &h, float ob1, float ob2, float st, float ec2,
+                                                bool skipz, float g, const float *map1, const float *map2,
+                                                uint32_t code1, uint32_t code2, float am1, float am2, float &p,
+                                                float &mm, float &vv) {
+    const float gk = MUL(g, h.gscale);
+    const float s1 = MUL(map1[code1], am1), s2 = MUL(map2[code2], am2);
+    mm = ADD(MUL(h.b1, s1), MUL(ob1, gk));
+    vv = ADD(MUL(h.b2, s2), MUL(ob2, MUL(gk, gk)));
+    bad = bad | ((uint32_t)__float_as_uint(vv) - 0x0d000000u > 0x64800000u);
+    bad = bad | !(fabsf(mm) >= 0x1p-60f) | !(fabsf(mm) <= 0x1p60f) | (skipz & (gk == 0.f));
+    const float den = ADD(sqrt_nochk(vv), ec2);
+    p = ADD(p, MUL(st, div_nochk(mm, den)));
+    return bad;
+}
+
 /* A grid of about 2 CTAs per SM; each builds both maps' entry tables once (qp_setup), then takes chunks of CHUNK8 by
  * grid stride. Per thread 16 elements: the fast update (no per-element branch: one flag per thread for the sqrt /
  * division ranges, non-finite g (caught by the v range), skip_zeros' g == 0; if set, the thread's 16 elements are
@@ -532,18 +552,9 @@ template <int OT> __global__ void __launch_bounds__(THREADS, 2) k_upd8p(const up
         }
         bool bad = cnt < Q_PER || !uok;
 #pragma unroll
-        for (int k = 0; k < Q_PER; k++) {
-            const float gk = MUL(g[k], h.gscale);
-            const float s1 = MUL(tb.map[0][code_at(c1, k)], am1), s2 = MUL(tb.map[1][code_at(c2, k)], am2);
-            const float mm = ADD(MUL(h.b1, s1), MUL(ob1, gk));
-            const float vv = ADD(MUL(h.b2, s2), MUL(ob2, MUL(gk, gk)));
-            /* vv in [2^-101, 2^100] (NaN / inf from a non-finite g fail): den in [2^-50.5, 2^51] as ec2 <= 2^50 */
-            bad = bad | ((uint32_t)__float_as_uint(vv) - 0x0d000000u > 0x64800000u);
-            bad = bad | !(fabsf(mm) >= 0x1p-60f) | !(fabsf(mm) <= 0x1p60f) | (skipz & (gk == 0.f));
-            const float den = ADD(sqrt_nochk(vv), ec2);
-            p[k] = ADD(p[k], MUL(st, div_nochk(mm, den)));
-            m[k] = mm, v[k] = vv;
-        }
+        for (int k = 0; k < Q_PER; k++)
+            bad = adam8_elem_fast(bad, h, ob1, ob2, st, ec2, skipz, g[k], tb.map[0], tb.map[1], code_at(c1, k),
+                                  code_at(c2, k), am1, am2, p[k], m[k], v[k]);
         if (wd) {
 #pragma unroll
             for (int k = 0; k < Q_PER; k++) p[k] = MUL(p[k], dec);
