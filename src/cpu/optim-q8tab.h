@@ -25,9 +25,10 @@
 #define QT8_MIN_N 65536
 
 struct q8tab {
-    uint32_t ent[2 * QT8_NM]; /* positive y: [m - QT8_MLO], negative y: [QT8_NM + m - QT8_MLO] */
-    float P[256];             /* the thresholds (P[255] = +inf) for the slow lanes */
-    bool rcp;                 /* y by reciprocal + residual step (see quant_tab_quads), else the division */
+    /* entry of signed gather index i at ent[QT8_NM + i]: positive y, bucket m: i = m - QT8_MLO; negative y: i =
+     * QT8_MLO - m - 1. Stored minus i << 16 (see quant_tab_quads). */
+    uint32_t ent[2 * QT8_NM];
+    bool rcp; /* y by reciprocal + residual step (see quant_tab_quads), else the division */
 };
 
 /* Whether to use the table: on for Intel hosts, off elsewhere (BNB_OPT8_TAB=1 / =0 force it). On Zen 5 it is slower than the search
@@ -55,13 +56,6 @@ static inline int32_t qt8_key(float x) {
     return k ^ ((k >> 31) & 0x7fffffff);
 }
 
-/* #{j : P_j < y} for y != +-0, not NaN */
-static inline int qt8_count(const float *P, float y) {
-    int i = 0;
-    for (int step = 128; step > 0; step >>= 1) i += P[i + step - 1] < y ? step : 0;
-    return i;
-}
-
 static inline uint32_t qt8_entry(const int32_t *K, int *j, int32_t klo, int32_t khi, bool merged) {
     while (*j < 255 && K[*j] < klo) (*j)++;
     int h = 0;
@@ -71,58 +65,72 @@ static inline uint32_t qt8_entry(const int32_t *K, int *j, int32_t klo, int32_t 
     return h == 1 ? e | (0xffffu - ((uint32_t)K[*j] & 0xffffu)) : e;
 }
 
-/* The table of a map with count tables (T->counted); false if the thresholds are not sorted. ~6K entries by two
- * merges over the thresholds' keys. */
+/* The table of a map with count tables (T->counted); false if the thresholds are not sorted or a bucket holds two
+ * or more (the merged lowest bucket one or more): such maps keep the search. ~6K entries by two merges over the
+ * thresholds' keys. */
 static bool q8tab_build(const qvec_tables *T, struct q8tab *Q) {
     if (!T->counted) return false;
-    for (int s = 0; s < 8; s++) /* every P_j is the pivot of exactly one level (build_levels' order) */
+    float P[255];
+    for (int s = 0; s < 8; s++) /* every P_j, j < 255, is the pivot of exactly one level (build_levels' order) */
         for (int b = 0; b < (1 << s); b++) {
             int pos = b;
 #ifdef QV_REV
             pos = 0;
             for (int k = 0; k < s; k++) pos |= ((b >> k) & 1) << (s - 1 - k);
 #endif
-            Q->P[b * (256 >> s) + (128 >> s) - 1] = T->clvl[s][pos];
+            P[b * (256 >> s) + (128 >> s) - 1] = T->clvl[s][pos];
         }
-    Q->P[255] = INFINITY;
     int32_t K[255];
     for (int j = 0; j < 255; j++) {
-        if (isnan(Q->P[j]) || (j > 0 && !(Q->P[j - 1] <= Q->P[j]))) return false;
-        K[j] = qt8_key(Q->P[j]);
+        if (isnan(P[j]) || (j > 0 && !(P[j - 1] <= P[j]))) return false;
+        K[j] = qt8_key(P[j]);
         if (j > 0 && K[j] < K[j - 1]) return false; /* -0 after +0 */
     }
     /* positive y, bucket m: keys [m << 16, (m + 1) << 16) (the lowest from 0); negative y, bucket m: keys
      * [-((m + 1) << 16), -(m << 16)) (key(-x) = -1 - bits(x)); both sides walked in increasing key order */
     int j = 0;
-    for (int m = QT8_MHI; m >= QT8_MLO; m--)
-        Q->ent[QT8_NM + m - QT8_MLO] = qt8_entry(K, &j, -((m + 1) << QT8_SH), -(m << QT8_SH) - 1, m == QT8_MLO);
+    for (int m = QT8_MHI; m >= QT8_MLO; m--) {
+        const uint32_t e = qt8_entry(K, &j, -((m + 1) << QT8_SH), -(m << QT8_SH) - 1, m == QT8_MLO);
+        const int32_t i = QT8_MLO - m - 1;
+        if (e & QT8_SLOW) return false;
+        Q->ent[QT8_NM + i] = e - ((uint32_t)i << QT8_SH);
+    }
     j = 0;
-    for (int m = QT8_MLO; m <= QT8_MHI; m++)
-        Q->ent[m - QT8_MLO] = qt8_entry(K, &j, m == QT8_MLO ? 0 : m << QT8_SH, ((m + 1) << QT8_SH) - 1, m == QT8_MLO);
+    for (int m = QT8_MLO; m <= QT8_MHI; m++) {
+        const uint32_t e = qt8_entry(K, &j, m == QT8_MLO ? 0 : m << QT8_SH, ((m + 1) << QT8_SH) - 1, m == QT8_MLO);
+        const int32_t i = m - QT8_MLO;
+        if (e & QT8_SLOW) return false;
+        Q->ent[QT8_NM + i] = e - ((uint32_t)i << QT8_SH);
+    }
     return true;
 }
 
-/* Codes of nq quads (q8_quad: 64 values of one state, its tables, absmax and output) with table entries. */
+/* Codes of nq quads (q8_quad: 64 values of one state, its tables, absmax and output) with table entries.
+ * Per 16 values: y (three multiply-adds with rcp, see below), t = |y|'s bits - bits(2^-QT8_E) (one and, one sub),
+ * one unsigned compare that finds every lane outside 2^-QT8_E <= |y| <= 1 (tiny, zero, NaN: rare, redone below),
+ * kc = t for y > 0, ~t for y < 0 (the order-preserving key relative to the lowest bucket: srai + xor), the gather
+ * at kc >> 16 and code = (entry + kc) >> 16: entries are stored minus (index << 16), so the sum is the stored
+ * count a << 16 plus, for a bucket with one threshold P, (0xffff - low16(key P)) + low16(key y), whose carry is
+ * P < y. */
 static inline __attribute__((always_inline)) void quant_tab_quads(const int nq, const q8_quad *Q) {
     const __m512i abs = _mm512_set1_epi32(0x7fffffff), klo = _mm512_set1_epi32(QT8_KLO);
-    const __m512i one = _mm512_set1_epi32(0x3f800000), nm = _mm512_set1_epi32(QT8_NM);
-    const __m512i low = _mm512_set1_epi32(0xffff);
+    const __m512i span = _mm512_set1_epi32(0x3f800000 - QT8_KLO);
     const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     _Pragma("GCC unroll 6")
     for (int q = 0; q < nq; q++) {
         const qvec_tables *T = Q[q].T;
-        /* the gather's base: entry m - QT8_MLO at index m (an address computed as an integer, never dereferenced) */
-        const void *base = (const void *)((uintptr_t)T->tab->ent - (uintptr_t)QT8_MLO * 4u);
+        const void *base = (const void *)(T->tab->ent + QT8_NM);
         const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
         /* y = v / am correctly rounded from the correctly rounded reciprocal and one residual step (Markstein; the
          * CUDA kernel's scheme, exact for am and v in [2^-90, 2^90] with |v| <= am): no divider use, which on Intel
-         * takes ~10 cycles per 16 lanes. With am in [2^-60, 2^60] it is exact for |y| >= 2^-24 (|v| >= 2^-84); lanes
-         * below (tiny, zero) take the IEEE division. Other absmax values: the division for all lanes. */
+         * takes ~10 cycles per 16 lanes. With am in [2^-60, 2^60] it is exact for |y| >= 2^-24 (|v| >= 2^-84);
+         * lanes below (tiny, zero) are outside the compare's range and redone with the IEEE division. Other absmax
+         * values: the division for all lanes. */
         const float amf = _mm512_cvtss_f32(Q[q].am);
         const bool rcp = T->tab->rcp && amf >= 0x1p-60f && amf <= 0x1p60f;
         const __m512 r = _mm512_set1_ps(1.f / (rcp ? amf : 1.f));
-        __m512i cs[4], acc = _mm512_setzero_si512();
-        __mmask16 sp[4], any = 0;
+        __m512i cs[4];
+        __mmask16 ok = 0xffff;
         _Pragma("GCC unroll 4")
         for (int u = 0; u < 4; u++) {
             const __m512 v = _mm512_loadu_ps(Q[q].v + 16 * u);
@@ -130,31 +138,35 @@ static inline __attribute__((always_inline)) void quant_tab_quads(const int nq, 
             if (rcp) {
                 const __m512 qt = _mm512_mul_ps(v, r);
                 y = _mm512_fmadd_ps(_mm512_fnmadd_ps(qt, Q[q].am, v), r, qt);
-                const __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(y), _mm512_set1_ps(0x1p-24f), _CMP_LT_OQ);
-                if (tiny) y = _mm512_mask_div_ps(y, tiny, v, Q[q].am);
             } else {
                 y = _mm512_maskz_div_ps(amp, v, Q[q].am);
             }
-            sp[u] = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
-            any |= sp[u];
             const __m512i yb = _mm512_castps_si512(y);
-            const __m512i m = _mm512_srli_epi32(_mm512_min_epu32(_mm512_max_epu32(_mm512_and_si512(yb, abs), klo), one),
-                                                QT8_SH);
-            const __m512i idx = _mm512_mask_add_epi32(m, _mm512_movepi32_mask(yb), m, nm);
-            const __m512i e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)~sp[u], idx, base, 4);
-            /* low 16 bits of y's key: (bits ^ (sign ? ~0 : 0)) & 0xffff */
-            const __m512i kl = _mm512_ternarylogic_epi32(yb, _mm512_srai_epi32(yb, 31), low, 0x28);
-            cs[u] = _mm512_srli_epi32(_mm512_add_epi32(e, kl), 16);
-            acc = _mm512_or_si512(acc, e);
+            const __m512i t = _mm512_sub_epi32(_mm512_and_si512(yb, abs), klo);
+            const __mmask16 in = _mm512_cmple_epu32_mask(t, span); /* 2^-24 <= |y| <= 1 */
+            ok &= in;
+            const __m512i kc = _mm512_xor_si512(t, _mm512_srai_epi32(yb, 31));
+            const __m512i e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, _mm512_srai_epi32(kc, QT8_SH),
+                                                          base, 4);
+            cs[u] = _mm512_srli_epi32(_mm512_add_epi32(e, kc), QT8_SH);
         }
-        if (any) { /* rare: zero or non-finite values */
+        if (ok != 0xffff) { /* rare: tiny, zero or non-finite values; the 64 values again with the division */
             _Pragma("GCC unroll 4")
             for (int u = 0; u < 4; u++) {
                 const __m512 vu = _mm512_loadu_ps(Q[q].v + 16 * u);
                 const __m512 y = _mm512_maskz_div_ps(amp, vu, Q[q].am);
+                const __m512i yb = _mm512_castps_si512(y);
+                const __mmask16 sp = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_EQ_UQ); /* +-0 or NaN */
+                /* tiny |y| in the lowest bucket of its sign */
+                const __m512i t = _mm512_max_epi32(_mm512_sub_epi32(_mm512_and_si512(yb, abs), klo),
+                                                   _mm512_setzero_si512());
+                const __m512i kc = _mm512_xor_si512(t, _mm512_srai_epi32(yb, 31));
+                const __m512i e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)~sp,
+                                                              _mm512_srai_epi32(kc, QT8_SH), base, 4);
+                cs[u] = _mm512_srli_epi32(_mm512_add_epi32(e, kc), QT8_SH);
                 const __mmask16 vpos = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_GT_OQ);
                 const __mmask16 vneg = _mm512_cmp_ps_mask(vu, _mm512_setzero_ps(), _CMP_LT_OQ);
-                const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q), zer = sp[u] & ~nan;
+                const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q), zer = sp & ~nan;
                 const __mmask16 cls[3] = {vpos, vneg, (__mmask16)~(vpos | vneg)};
                 for (int k = 0; k < 3; k++) {
                     cs[u] = _mm512_mask_mov_epi32(cs[u], zer & cls[k], _mm512_set1_epi32(T->fix[0][k]));
@@ -164,18 +176,6 @@ static inline __attribute__((always_inline)) void quant_tab_quads(const int nq, 
         }
         const __m512i pk = _mm512_packus_epi16(_mm512_packus_epi32(cs[0], cs[1]), _mm512_packus_epi32(cs[2], cs[3]));
         _mm512_storeu_si512(Q[q].out, _mm512_permutexvar_epi32(ord, pk));
-        if (_mm512_movepi32_mask(acc)) { /* rare: a crowded bucket; its lanes by a scalar count */
-            const float am = _mm512_cvtss_f32(Q[q].am);
-            for (int i = 0; i < 64; i++) {
-                const float y = am > 0.f ? Q[q].v[i] / am : 0.f;
-                if (y == 0.f || isnan(y)) continue; /* fixed above */
-                uint32_t u;
-                memcpy(&u, &y, 4);
-                const uint32_t mag = BNB_MIN(BNB_MAX(u & 0x7fffffffu, (uint32_t)QT8_KLO), 0x3f800000u) >> QT8_SH;
-                if (T->tab->ent[mag - QT8_MLO + ((u >> 31) ? QT8_NM : 0)] & QT8_SLOW)
-                    Q[q].out[i] = (uint8_t)qt8_count(T->tab->P, y);
-            }
-        }
     }
 }
 #endif /* OPT8_AVX512 */
