@@ -85,6 +85,14 @@ static inline __attribute__((always_inline)) void adam8_block_avx(const run8_arg
     if (q1->qv->counted && q2->qv->counted) {
         /* the count form on the two (three) states' quads together: 8 (12) search chains in flight */
 #if defined(QV_REV) && defined(OPT8_VBMI)
+        if (q1->qv->bkt && q2->qv->bkt) { /* byte-table levels: the states' quads of a slice together */
+            for (int j = 0; j < BNB_OPTIM_BLOCK; j += 64) {
+                const q8_quad Q[3] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},
+                                      {q1->qv, s3 + j, n3, q1->codes + i3 + j}};
+                quant_bkt_quads(three ? 3 : 2, Q);
+            }
+            return;
+        }
         if (q1->qv->wcount && q2->qv->wcount) { /* 16-bit keys: 128 values per state at a time, 8 (12) chains */
             for (int j = 0; j < BNB_OPTIM_BLOCK; j += 128) {
                 const q8_quad Q[6] = {{q1->qv, s1 + j, n1, q1->codes + i0 + j}, {q2->qv, s2 + j, n2, q2->codes + i0 + j},

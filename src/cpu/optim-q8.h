@@ -71,6 +71,7 @@ typedef struct {
     _Alignas(64) int16_t wl[8][128];      /* as clvl, the thresholds' keys (wkey) */
     _Alignas(64) uint8_t wplane[4][256];  /* byte planes of the thresholds P_0 .. P_254, P_255 = +inf */
     const struct q8tab *tab; /* quant_tab_quads' table (optim-q8tab.h), NULL if not built */
+    const struct q8bkt *bkt; /* quant_bkt_quads' tables (optim-q8bkt.h), NULL if not built */
 } qvec_tables;
 
 #ifdef OPT8_VBMI

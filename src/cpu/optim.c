@@ -301,6 +301,7 @@ static __attribute__((noinline)) void run32(const upd_hp *h, bnb_type pt, bnb_ty
 /* ------------------------------------------------------------------------------------------ 8-bit states */
 #include "optim-q8.h" /* qvec_tables, plane_lookup64, quant_qn (AVX-512) */
 #include "optim-q8tab.h" /* quant_tab_quads: the count by a direct table (AVX-512) */
+#include "optim-q8bkt.h" /* quant_bkt_quads: the count by two byte-table levels (VBMI) */
 
 typedef struct {
     uint8_t *codes;
@@ -368,6 +369,13 @@ static inline __attribute__((always_inline)) void quant_block_am(const opt8_part
         return;
     }
 #if defined(QV_REV) && defined(OPT8_VBMI)
+    if (o->qv->bkt) { /* the whole block by byte-table levels (quant_bkt_quads) */
+        const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
+                              {o->qv, vals + 128, vam, o->codes + off + 128},
+                              {o->qv, vals + 192, vam, o->codes + off + 192}};
+        quant_bkt_quads(4, Q);
+        return;
+    }
     if (o->qv->wcount) { /* the whole block: 8 chains of 32 lanes (quant_word_quads) */
         const q8_quad Q[4] = {{o->qv, vals, vam, o->codes + off}, {o->qv, vals + 64, vam, o->codes + off + 64},
                               {o->qv, vals + 128, vam, o->codes + off + 128},
@@ -610,6 +618,9 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
         }
 #ifdef OPT8_AVX512
         qvec_tables v1, v2;
+#if defined(QV_REV) && defined(OPT8_VBMI)
+        struct q8bkt bk[2];
+#endif
         qvec_tables_build(a.q1.map, &v1);
         a.q1.qv = &v1;
         if (node->src[3]) {
@@ -625,6 +636,11 @@ static bnb_status cpu_optimizer_update(const bnb_cpu_ctx *c, bnb_tensor *node) {
             if (v1.planes && getenv("BNB_OPT8_NO_WORD") == NULL) {
                 qvec_word_build(&v1);
                 if (node->src[3]) qvec_word_build(&v2);
+                /* the byte-table levels (quant_bkt_quads) in place of the word search where the map allows */
+                if (getenv("BNB_OPT8_NO_BKT") == NULL) {
+                    if (q8bkt_build(&v1, &bk[0])) v1.bkt = &bk[0];
+                    if (node->src[3] && q8bkt_build(&v2, &bk[1])) v2.bkt = &bk[1];
+                }
             }
 #endif
         }
