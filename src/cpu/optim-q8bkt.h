@@ -9,9 +9,10 @@
  * the coarse bucket's 2^(8-sb) entries): F = the thresholds below the fine bucket, M = the low key byte of the lower
  * threshold if the fine bucket holds two, else 0xff. Each fine bucket holds at most two thresholds, so
  * c' = F + (mant > M) leaves at most one threshold of the bucket above c' that y may exceed, P_c', and
- * code = c' + (y > P_c'). The tables are built per update from the count thresholds (a few us); maps whose fine
- * buckets do not fit 256 entries keep the search. Per 64 values ~15 byte ops replace quant_word_quads' ~57 (two
- * 32-lane chains of 8 permute-compare-add levels plus the bit reversal). */
+ * code = c' + (y > P_c'), that compare on three bytes of the order-preserving ints (see quant_bkt_quads). The
+ * tables are built per update from the count thresholds (a few us); maps whose fine buckets do not fit 256 entries
+ * keep the search. Per 64 values ~45 ops, ~20 of them byte permutes, replace quant_word_quads' ~113 (two 32-lane
+ * chains of 8 permute-compare-add levels, the bit reversal, a 4-plane float lookup and 8 unpacks). */
 #ifndef BNB_CPU_OPTIM_Q8BKT_H
 #define BNB_CPU_OPTIM_Q8BKT_H
 
@@ -19,6 +20,7 @@
 struct q8bkt {
     _Alignas(64) uint8_t ob[128], sb[128]; /* level 1 by coarse & 127: c in [-128, -65] -> 0..63, [64, 127] -> 64.. */
     _Alignas(64) uint8_t F[256], M[256];   /* level 2 */
+    _Alignas(64) uint8_t pk[3][256];       /* bits 30..23, 22..15, 14..7 of P_c's order-preserving int */
     float P[256];                          /* the thresholds (P_255 = +inf), for the scalar lanes */
     bool big;                              /* level 2 uses more than 128 entries */
 };
@@ -38,6 +40,12 @@ static bool q8bkt_build(const qvec_tables *T, struct q8bkt *B) {
     P[255] = INFINITY;
     int32_t K[255];
     for (int j = 0; j < 255; j++) K[j] = bkt_key(P[j]); /* increasing for finite P (qvec_word_build checked) */
+    for (int j = 0; j < 256; j++) {
+        int32_t o;
+        memcpy(&o, &P[j], 4);
+        o ^= (o >> 31) & 0x7fffffff;
+        for (int b = 0; b < 3; b++) B->pk[b][j] = (uint8_t)(o >> (23 - 8 * b));
+    }
     int size[128], sbv[128], first[128], cnt[128];
     int total = 0;
     for (int i = 0; i < 128; i++) {
@@ -114,24 +122,27 @@ static inline uint8_t bkt_scalar(const qvec_tables *T, const struct q8bkt *B, fl
     return (uint8_t)lo;
 }
 
-/* 256- or 128-entry byte table lookup */
-static inline __m512i bkt_lookup(const uint8_t *t, __m512i i, bool big) {
-    const __m512i a = _mm512_permutex2var_epi8(_mm512_load_si512(t), i, _mm512_load_si512(t + 64));
-    if (!big) return a;
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(i), a,
+/* 256-entry byte table lookup of 64 indices whose bit 7 is hi */
+static inline __m512i bkt_lookup256(const uint8_t *t, __m512i i, __mmask64 hi) {
+    return _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(_mm512_load_si512(t), i, _mm512_load_si512(t + 64)),
                                   _mm512_permutex2var_epi8(_mm512_load_si512(t + 128), i, _mm512_load_si512(t + 192)));
 }
 
-/* nq quads (q8_quad) whose tables have bkt */
+/* nq quads (q8_quad) whose tables have bkt. The final compare y > P_c' in bytes: bits 30..23 (sign and exponent),
+ * 22..15 and 14..7 of the order-preserving ints of y and P_c'. P_c' is y's fine bucket's threshold or the first one
+ * above the bucket, so equal first bytes (same sign and binade) leave a lexicographic compare of the next two, and
+ * different first bytes mean P_c' > y. Lanes equal in all three bytes (rare) are redone in scalar. */
 static inline __attribute__((always_inline)) void quant_bkt_quads(const int nq, const q8_quad *Q) {
     const __m512i sgn = _mm512_set1_epi32(0x7fffffff);
-    /* byte 16L + 4q + r <- value 16q + 4L + r (plane_lookup64's order): its key is word 8L + 4(q & 1) + r of
-     * kw[q >> 1], i.e. bytes 2w (mant) and 2w + 1 (coarse) of the pair (kw0, kw1) */
-    _Alignas(64) static const uint8_t ilo[64] = {
-        0,  2,  4,  6,  8,  10, 12, 14, 64, 66, 68, 70, 72, 74, 76, 78,  16, 18, 20, 22, 24, 26,
-        28, 30, 80, 82, 84, 86, 88, 90, 92, 94, 32, 34, 36, 38, 40, 42,  44, 46, 96, 98, 100, 102,
-        104, 106, 108, 110, 48, 50, 52, 54, 56, 58, 60, 62, 112, 114, 116, 118, 120, 122, 124, 126};
-    const __m512i IL = _mm512_load_si512(ilo), IH = _mm512_add_epi8(IL, _mm512_set1_epi8(1));
+    /* byte 16L + 4q + r <- value 16q + 4L + r (plane_lookup64's order): byte 3 of dword 4L + r of w[q], as byte
+     * 64 (q & 1) + 16L + 4r + 3 of the pair (w[q & 2], w[(q & 2) + 1]) */
+    _Alignas(64) static const uint8_t i3[64] = {
+        3,  7,  11, 15, 67, 71, 75, 79, 3,  7,  11, 15, 67, 71, 75, 79,  19, 23, 27, 31, 83, 87,
+        91, 95, 19, 23, 27, 31, 83, 87, 91, 95, 35, 39, 43, 47, 99, 103, 107, 111, 35, 39, 43, 47,
+        99, 103, 107, 111, 51, 55, 59, 63, 115, 119, 123, 127, 51, 55, 59, 63, 115, 119, 123, 127};
+    const __mmask64 q23 = 0xff00ff00ff00ff00ull; /* bytes of values 32..63 */
+    const __m512i I3 = _mm512_load_si512(i3), I2 = _mm512_sub_epi8(I3, _mm512_set1_epi8(1)),
+                  I1 = _mm512_sub_epi8(I3, _mm512_set1_epi8(2));
     const __m512i laneoff = _mm512_set1_epi64(0x3830282018100800ll); /* 8 (j & 7) */
     const __m512i msktab = _mm512_set4_epi32(0, 0, 0x0103070f, 0x1f3f7fff); /* 0xff >> sb */
     const __m512i ord = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -140,43 +151,50 @@ static inline __attribute__((always_inline)) void quant_bkt_quads(const int nq, 
         const qvec_tables *T = Q[q].T;
         const struct q8bkt *B = T->bkt;
         const __mmask16 amp = _mm512_cmp_ps_mask(Q[q].am, _mm512_setzero_ps(), _CMP_GT_OQ);
-        __m512i k[4];
-        __mmask16 sp[4];
-        __m512 y[4];
+        __m512i w[4];
+        __mmask16 spm[4];
         _Pragma("GCC unroll 4")
         for (int u = 0; u < 4; u++) {
-            y[u] = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
-            sp[u] = _mm512_cmp_ps_mask(y[u], _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
-            const __m512i yb = _mm512_castps_si512(y[u]);
-            k[u] = _mm512_srai_epi32(_mm512_ternarylogic_epi32(yb, _mm512_srai_epi32(yb, 31), sgn, 0x78), 15);
+            const __m512 y = _mm512_maskz_div_ps(amp, _mm512_loadu_ps(Q[q].v + 16 * u), Q[q].am);
+            spm[u] = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_EQ_UQ); /* y == +-0 or NaN */
+            const __m512i yb = _mm512_castps_si512(y);
+            /* the order-preserving int (yb ^ (sign ? 0x7fffffff : 0)) << 1: bytes 3, 2, 1 = its bits 30..7 */
+            w[u] = _mm512_slli_epi32(_mm512_ternarylogic_epi32(yb, _mm512_srai_epi32(yb, 31), sgn, 0x78), 1);
         }
-        const __m512i kw0 = _mm512_packs_epi32(k[0], k[1]), kw1 = _mm512_packs_epi32(k[2], k[3]);
-        const __m512i co = _mm512_permutex2var_epi8(kw0, IH, kw1), mt = _mm512_permutex2var_epi8(kw0, IL, kw1);
-        const __mmask64 tiny = ~_mm512_movepi8_mask(_mm512_add_epi8(co, _mm512_set1_epi8(64)));
+#define BKT_BYTE(I)                                                                                                  \
+    _mm512_mask_blend_epi8(q23, _mm512_permutex2var_epi8(w[0], (I), w[1]), _mm512_permutex2var_epi8(w[2], (I), w[3]))
+        const __m512i co = BKT_BYTE(I3), mt = BKT_BYTE(I2), nb = BKT_BYTE(I1);
+#undef BKT_BYTE
+        const __mmask64 tiny = ~_mm512_movepi8_mask(_mm512_add_epi8(co, _mm512_set1_epi8(64))); /* |y| < 2^-63 */
         const __m512i ob = _mm512_permutex2var_epi8(_mm512_load_si512(B->ob), co, _mm512_load_si512(B->ob + 64));
         const __m512i sb = _mm512_permutex2var_epi8(_mm512_load_si512(B->sb), co, _mm512_load_si512(B->sb + 64));
         const __m512i ms = _mm512_multishift_epi64_epi8(_mm512_add_epi8(sb, laneoff), mt);
         const __m512i fi = _mm512_ternarylogic_epi32(ob, ms, _mm512_shuffle_epi8(msktab, sb), 0xf8); /* ob|(ms&m) */
-        const __m512i f = bkt_lookup(B->F, fi, B->big), m = bkt_lookup(B->M, fi, B->big);
+        __m512i f, m;
+        if (B->big) {
+            const __mmask64 hi = _mm512_movepi8_mask(fi);
+            f = bkt_lookup256(B->F, fi, hi), m = bkt_lookup256(B->M, fi, hi);
+        } else {
+            f = _mm512_permutex2var_epi8(_mm512_load_si512(B->F), fi, _mm512_load_si512(B->F + 64));
+            m = _mm512_permutex2var_epi8(_mm512_load_si512(B->M), fi, _mm512_load_si512(B->M + 64));
+        }
         const __m512i c = _mm512_mask_sub_epi8(f, _mm512_cmpgt_epu8_mask(mt, m), f, _mm512_set1_epi8(-1));
-        __m512 pc[4];
-        plane_lookup64_t(T->wplane, c, pc);
-        __mmask16 gt[4];
-        _Pragma("GCC unroll 4")
-        for (int u = 0; u < 4; u++) gt[u] = _mm512_cmp_ps_mask(y[u], pc[u], _CMP_GT_OQ);
-        const __mmask64 g = _mm512_kunpackd(_mm512_kunpackw(gt[3], gt[2]), _mm512_kunpackw(gt[1], gt[0]));
-        const __m512i cn = _mm512_permutexvar_epi32(ord, c);
-        _mm512_storeu_si512(Q[q].out, _mm512_mask_sub_epi8(cn, g, cn, _mm512_set1_epi8(-1)));
-        if ((sp[0] | sp[1] | sp[2] | sp[3]) || tiny) { /* rare: zero, NaN or |y| < 2^-63 */
+        /* y > P_c' by bytes */
+        const __mmask64 chi = _mm512_movepi8_mask(c);
+        const __m512i pc = bkt_lookup256(B->pk[0], c, chi), pm = bkt_lookup256(B->pk[1], c, chi),
+                      pn = bkt_lookup256(B->pk[2], c, chi);
+        const __mmask64 eqc = _mm512_cmpeq_epi8_mask(co, pc), eqm = _mm512_mask_cmpeq_epi8_mask(eqc, mt, pm);
+        const __mmask64 gt = _mm512_mask_cmpgt_epu8_mask(eqc, mt, pm) | _mm512_mask_cmpgt_epu8_mask(eqm, nb, pn);
+        const __mmask64 tie = _mm512_mask_cmpeq_epi8_mask(eqm, nb, pn);
+        const __m512i cn = _mm512_mask_sub_epi8(c, gt, c, _mm512_set1_epi8(-1));
+        _mm512_storeu_si512(Q[q].out, _mm512_permutexvar_epi32(ord, cn));
+        const __mmask64 slow = tiny | tie;
+        if ((spm[0] | spm[1] | spm[2] | spm[3]) || slow) { /* rare: zero, NaN, |y| < 2^-63, or y and P_c' equal in bits 31..7 */
             const float am = _mm512_cvtss_f32(Q[q].am);
-            for (int u = 0; u < 4; u++)
-                for (int i = 0; i < 16; i++)
-                    if ((sp[u] >> i) & 1) Q[q].out[16 * u + i] = bkt_scalar(T, B, Q[q].v[16 * u + i], am);
-            for (int p = 0; p < 64; p++)
-                if ((tiny >> p) & 1) {
-                    const int i = 16 * ((p >> 2) & 3) + 4 * (p >> 4) + (p & 3);
-                    Q[q].out[i] = bkt_scalar(T, B, Q[q].v[i], am);
-                }
+            for (int p = 0; p < 64; p++) {
+                const int i = 16 * ((p >> 2) & 3) + 4 * (p >> 4) + (p & 3);
+                if (((slow >> p) & 1) || ((spm[i >> 4] >> (i & 15)) & 1)) Q[q].out[i] = bkt_scalar(T, B, Q[q].v[i], am);
+            }
         }
     }
 }
