@@ -332,4 +332,5 @@ static void test_8bit(bnb_backend *be, bnb_optim_type type, bnb_type pt, int64_t
 }
 
 #include "test-optim-requant.inc"
+#include "test-optim-exact.inc"
 #include "test-optim-more.inc"
