@@ -365,25 +365,29 @@ __global__ void __launch_bounds__(G_THREADS, 1)
             }
             if (wg == 1) asm volatile("bar.sync 3, 128;" ::: "memory");
             else asm volatile("bar.sync 4, 128;" ::: "memory");
-            /* thread: 4 consecutive outputs (a warp writes 512 contiguous bytes of a row), every other row, 4 rows per
-             * step with all their shared-memory loads first (independent chains; the stores are generic and would
-             * otherwise order the loads); the thread's columns of the staged outlier weights stay in registers */
+            /* thread: outputs o .. o + 3 (tile_rows_epilogue); its columns of the staged outlier weights in
+             * registers */
             const int c = (tid & 63) * 4, o = n0 + c;
             if (o < a.O) {
-            const float4 sw = *reinterpret_cast<const float4 *>(e_sw + c), bb = *reinterpret_cast<const float4 *>(e_b + c);
-            const bool vec = (a.O & 3) == 0 && o + 3 < a.O;
-            float4 wr[G_EPI_Q];
+                const float4 sw = *reinterpret_cast<const float4 *>(e_sw + c);
+                const float4 bb = *reinterpret_cast<const float4 *>(e_b + c);
+                const bool vec = (a.O & 3) == 0 && o + 3 < a.O;
+                float4 wr[G_EPI_Q];
 #pragma unroll
-            for (int q = 0; q < G_EPI_Q; q++)
-                wr[q] = q < n_sm ? *reinterpret_cast<const float4 *>(e_wo + q * G_BN + c) : make_float4(0.f, 0.f, 0.f, 0.f);
-            /* the row loop once per output type: no type branches around the stores */
-            if (a.ytype == BNB_TYPE_F16)
-                tile_rows_epilogue<BNB_TYPE_F16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
-            else if (a.ytype == BNB_TYPE_BF16)
-                tile_rows_epilogue<BNB_TYPE_BF16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
-            else
-                tile_rows_epilogue<BNB_TYPE_F32>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec, var);
-            } /* o < a.O */
+                for (int q = 0; q < G_EPI_Q; q++)
+                    wr[q] = q < n_sm ? *reinterpret_cast<const float4 *>(e_wo + q * G_BN + c)
+                                     : make_float4(0.f, 0.f, 0.f, 0.f);
+                /* the row loop once per output type: no type branches around the stores */
+                if (a.ytype == BNB_TYPE_F16)
+                    tile_rows_epilogue<BNB_TYPE_F16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec,
+                                                     var);
+                else if (a.ytype == BNB_TYPE_BF16)
+                    tile_rows_epilogue<BNB_TYPE_BF16>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec,
+                                                     var);
+                else
+                    tile_rows_epilogue<BNB_TYPE_F32>(a, ts, e_sx, e_r, wr, sw, bb, o, c, wg, tid, m0, n, n_sm, vec,
+                                                     var);
+            }
         }
     }
     if (mc) cluster_sync_all(); /* no CTA leaves while its peer may still arrive on its barriers */

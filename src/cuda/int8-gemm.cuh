@@ -53,21 +53,6 @@ __device__ __forceinline__ void y_store(void *y, int ytype, size_t i, float v) {
     else if (ytype == BNB_TYPE_F16) y_store_t<BNB_TYPE_F16>(y, i, v);
     else y_store_t<BNB_TYPE_BF16>(y, i, v);
 }
-/* y[i], y[i + 1] (has1): one store when pair (i even and y aligned), else one by one. */
-__device__ __forceinline__ void y_store2(void *y, int ytype, size_t i, float v0, float v1, bool pair, bool has1) {
-    if (pair && has1) {
-        if (ytype == BNB_TYPE_F32) {
-            *reinterpret_cast<float2 *>((float *)y + i) = make_float2(v0, v1);
-        } else if (ytype == BNB_TYPE_F16) {
-            *reinterpret_cast<__half2 *>((__half *)y + i) = __floats2half2_rn(v0, v1);
-        } else {
-            *reinterpret_cast<__nv_bfloat162 *>((__nv_bfloat16 *)y + i) = __floats2bfloat162_rn(v0, v1);
-        }
-        return;
-    }
-    y_store(y, ytype, i, v0);
-    if (has1) y_store(y, ytype, i + 1, v1);
-}
 __device__ __forceinline__ void y_store4(void *y, int ytype, size_t i, float4 v) {
     if (ytype == BNB_TYPE_F32) y_store4_t<BNB_TYPE_F32>(y, i, v);
     else if (ytype == BNB_TYPE_F16) y_store4_t<BNB_TYPE_F16>(y, i, v);
