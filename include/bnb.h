@@ -488,8 +488,7 @@ BNB_API bnb_tensor *bnb_int8_dequantize(bnb_context *ctx, bnb_tensor *q);
 BNB_API bnb_tensor *bnb_matmul_int8(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
                                     bnb_tensor *bias);
 /* The same with the output in out_type (F32, F16 or BF16): the F32 result rounded once to nearest even. F16 is what
- * bitsandbytes returns for f16 input; it halves the output traffic, which is a large part of the time of a GEMM
- * with many tokens. */
+ * bitsandbytes returns for f16 input (half the output bytes; on the H100 ~1-3% faster than F32 output). */
 BNB_API bnb_tensor *bnb_matmul_int8_out(bnb_context *ctx, bnb_tensor *x, bnb_tensor *w, float threshold,
                                         bnb_tensor *bias, bnb_type out_type);
 
