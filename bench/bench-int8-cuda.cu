@@ -38,19 +38,24 @@ static float urand(unsigned long long *s) {
     return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
 }
 
-/* fp16 cuBLASLt GEMM y [T x O] = x [T x K] · W [O x K]ᵀ; returns ms per call (median of 3 runs of reps). */
-static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
+/* Weight copies that the cold-L2 timings rotate through: more bytes than the H100's 50 MB L2 at 4096 x 4096, so each
+ * call reads its weights from device memory, as a model's layers do in decoding. */
+#define COLD_COPIES 8
+
+/* fp16 cuBLASLt GEMM y [T x O] = x [T x K] · W [O x K]ᵀ; returns ms per call (median of 3 runs of reps). copies > 1:
+ * calls rotate through that many weight matrices (cold L2). */
+static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps, int copies) {
     cublasLtHandle_t lt;
     LK(cublasLtCreate(&lt));
     __half *x, *w, *y;
     void *ws;
     const size_t ws_size = 64u << 20;
     CK(cudaMalloc(&x, (size_t)T * K * 2));
-    CK(cudaMalloc(&w, (size_t)O * K * 2));
+    CK(cudaMalloc(&w, (size_t)O * K * 2 * copies));
     CK(cudaMalloc(&y, (size_t)T * O * 2));
     CK(cudaMalloc(&ws, ws_size));
     CK(cudaMemsetAsync(x, 0x3c, (size_t)T * K * 2, stream)); /* ~1.0 */
-    CK(cudaMemsetAsync(w, 0x20, (size_t)O * K * 2, stream));
+    CK(cudaMemsetAsync(w, 0x20, (size_t)O * K * 2 * copies, stream));
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulPreference_t pref;
@@ -78,7 +83,8 @@ static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
     for (int r = 0; r < 3; r++) {
         CK(cudaEventRecord(e0, stream));
         for (int i = 0; i < reps; i++)
-            LK(cublasLtMatmul(lt, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, &res.algo, ws, ws_size, stream));
+            LK(cublasLtMatmul(lt, op, &alpha, w + (size_t)(i % copies) * O * K, la, x, lb, &beta, y, lc, y, lc,
+                              &res.algo, ws, ws_size, stream));
         CK(cudaEventRecord(e1, stream));
         CK(cudaEventSynchronize(e1));
         float ms;
@@ -98,16 +104,22 @@ static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps) {
 }
 
 /* bnb_matmul_int8 through a graph on the CUDA backend; ms per compute. */
-/* y_out (optional, T x O floats): the output, for comparing the GEMM paths. */
-static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out,
-                        bnb_type yt) {
+/* y_out (optional, T x O floats): the output, for comparing the GEMM paths. copies > 1 (at most COLD_COPIES): calls
+ * rotate through that many graphs, each with its own copy of the weights (cold L2). */
+static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out, bnb_type yt,
+                        int copies) {
     cudaStream_t stream = bnb_cuda_stream(be);
     bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
     bnb_tensor *x = bnb_new_tensor_2d(ctx, BNB_TYPE_F16, K, T);
-    bnb_tensor *w = bnb_int8_new_weight(ctx, K, O);
-    bnb_tensor *y = bnb_matmul_int8_out(ctx, x, w, 6.f, NULL, yt);
-    bnb_graph *g = bnb_graph_new(ctx, 0);
-    if (!y || bnb_graph_build(g, y) != BNB_OK) return -1.0;
+    bnb_tensor *wc[COLD_COPIES], *yc[COLD_COPIES];
+    bnb_graph *gc[COLD_COPIES];
+    for (int i = 0; i < copies; i++) {
+        wc[i] = bnb_int8_new_weight(ctx, K, O);
+        yc[i] = bnb_matmul_int8_out(ctx, x, wc[i], 6.f, NULL, yt);
+        gc[i] = bnb_graph_new(ctx, 0);
+        if (!yc[i] || bnb_graph_build(gc[i], yc[i]) != BNB_OK) return -1.0;
+    }
+    bnb_tensor *y = yc[0];
     bnb_buffer *buf = bnb_backend_alloc_tensors(be, ctx);
     if (!buf) return -1.0;
     unsigned long long s = 0x9E3779B97F4A7C15ull + (unsigned long long)T * 131 + K;
@@ -118,11 +130,11 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
         for (int j = 0; j < 4; j++)
             if (t % 3 == 0) xv[(size_t)t * K + (j * 997 + 13) % K] = 8.f + 12.f * fabsf(urand(&s));
     for (size_t i = 0; i < (size_t)O * K; i++) wv[i] = urand(&s) * 0.05f;
-    if (bnb_tensor_set_f32(x, xv, (int64_t)T * K) != BNB_OK ||
-        bnb_int8_set_from(w, BNB_TYPE_F32, wv, (int64_t)O * K) != BNB_OK)
-        return -1.0;
-    for (int i = 0; i < 3; i++)
-        if (bnb_graph_compute(be, g) != BNB_OK) {
+    if (bnb_tensor_set_f32(x, xv, (int64_t)T * K) != BNB_OK) return -1.0;
+    for (int i = 0; i < copies; i++)
+        if (bnb_int8_set_from(wc[i], BNB_TYPE_F32, wv, (int64_t)O * K) != BNB_OK) return -1.0;
+    for (int i = 0; i < 3 * copies; i++)
+        if (bnb_graph_compute(be, gc[i % copies]) != BNB_OK) {
             fprintf(stderr, "int8 compute: %s\n", bnb_last_error());
             return -1.0;
         }
@@ -151,7 +163,7 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
     for (int r = 0; r < 3; r++) {
         CK(cudaEventRecord(e0, stream));
         for (int i = 0; i < reps; i++)
-            if (bnb_graph_compute(be, g) != BNB_OK) return -1.0;
+            if (bnb_graph_compute(be, gc[i % copies]) != BNB_OK) return -1.0;
         CK(cudaEventRecord(e1, stream));
         CK(cudaEventSynchronize(e1));
         float ms;
@@ -171,8 +183,9 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
  * sm_90a GEMM where the device has it) in each kernel variant (BNB_INT8_SM90_VAR 0-3). Both epilogues do the same
  * float ops on the same int32 dot products, so the outputs must be bitwise equal: bad = differing outputs summed
  * over the variants (-1: a run failed). */
-#define N_VAR 4
-static const int k_variants[N_VAR] = {0, 32, 8, 1}; /* plain; programmatic launch; 2-CTA clusters; grouped order */
+#define N_VAR 5
+/* plain; one wgmma group in flight; the same with 2-CTA clusters; 2-CTA clusters; grouped order */
+static const int k_variants[N_VAR] = {0, 16, 24, 8, 1};
 static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double ms_var[N_VAR], double *ms_lt,
                           bnb_type yt) {
     float *a = (float *)malloc((size_t)T * O * 4), *b = (float *)malloc((size_t)T * O * 4);
@@ -180,7 +193,7 @@ static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double
     long bad = -1;
     if (!a || !b) goto out;
     setenv("BNB_INT8_GEMM", "lt", 1);
-    *ms_lt = time_int8(be, T, K, O, reps, &err, b, yt);
+    *ms_lt = time_int8(be, T, K, O, reps, &err, b, yt, 1);
     if (*ms_lt < 0) goto out;
     bad = 0;
     setenv("BNB_INT8_GEMM", "wgmma", 1);
@@ -188,7 +201,7 @@ static long compare_paths(bnb_backend *be, int T, int K, int O, int reps, double
         char vs[4];
         snprintf(vs, sizeof vs, "%d", k_variants[v]);
         setenv("BNB_INT8_SM90_VAR", vs, 1);
-        ms_var[v] = time_int8(be, T, K, O, reps, &err, a, yt);
+        ms_var[v] = time_int8(be, T, K, O, reps, &err, a, yt, 1);
         if (ms_var[v] < 0) bad = -1;
         for (size_t i = 0; bad >= 0 && i < (size_t)T * O; i++) bad += memcmp(&a[i], &b[i], 4) != 0;
     }
@@ -214,6 +227,22 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         fprintf(stderr, "bnb_backend_cuda_new: %s\n", bnb_last_error());
         return 1;
     }
+    /* BNB_INT8_BENCH_SHAPE=T,K,O: only that shape, a few calls of each path (for ncu and other profilers) */
+    const char *one = getenv("BNB_INT8_BENCH_SHAPE");
+    if (one) {
+        int T = 0, K = 0, O = 0;
+        double err = 0;
+        if (sscanf(one, "%d,%d,%d", &T, &K, &O) != 3 || T < 1 || K < 1 || O < 1) {
+            fprintf(stderr, "BNB_INT8_BENCH_SHAPE: expected T,K,O, got '%s'\n", one);
+            bnb_backend_free(be);
+            return 1;
+        }
+        const double m8 = time_int8(be, T, K, O, 1, &err, NULL, BNB_TYPE_F16, 1);
+        const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, 1, 1);
+        printf("%dx%dx%d: int8 %.4f ms, fp16 %.4f ms (1 call per run: profiling, not a measurement)\n", T, K, O, m8, m16);
+        bnb_backend_free(be);
+        return m8 < 0 || m16 < 0;
+    }
     printf("\nCUDA: bnb_matmul_int8_out (x f16, y f16 as bitsandbytes; threshold 6, 4 outlier columns, all passes) vs "
            "fp16 cuBLASLt (f16 in/out), CUDA events; y f32 (bnb_matmul_int8) beside\n");
     printf("%6s %6s %6s | %9s %9s %7s | %6s | %12s %10s | %8s | %9s %7s\n", "tokens", "in", "out", "int8 ms", "fp16 ms",
@@ -224,10 +253,10 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         const double flop = 2.0 * T * K * O;
         const int reps = flop > 1e11 ? 20 : flop > 1e9 ? 50 : 200;
         double err = 0;
-        const double m8 = time_int8(be, T, K, O, reps, &err, NULL, BNB_TYPE_F16);
-        const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, reps);
+        const double m8 = time_int8(be, T, K, O, reps, &err, NULL, BNB_TYPE_F16, 1);
+        const double m16 = time_fp16(bnb_cuda_stream(be), T, K, O, reps, 1);
         double err32 = 0;
-        const double m32 = time_int8(be, T, K, O, reps, &err32, NULL, BNB_TYPE_F32);
+        const double m32 = time_int8(be, T, K, O, reps, &err32, NULL, BNB_TYPE_F32, 1);
         if (m8 < 0 || m16 < 0 || m32 < 0) {
             fprintf(stderr, "shape %dx%dx%d failed\n", T, K, O);
             bnb_backend_free(be);
@@ -253,29 +282,57 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
         bench_json_num(js, "rel_err", err);
         bench_json_row_end(js);
     }
+    /* Decode shapes with hot L2 (one weight matrix, repeated: its 16 MB of int8 / 32 MB of fp16 stay in the 50 MB L2)
+     * and cold L2 (calls rotate through COLD_COPIES weight matrices, as a model's layers do); the weight-only kernel
+     * with 32 (default) and 16 rows per block */
+    printf("\ndecode (x f16, y f16), 4096 x 4096: hot L2 = one weight matrix repeated, cold = %d copies in rotation "
+           "(ms per call)\n%6s %5s | %9s %9s %9s | %7s %7s\n",
+           COLD_COPIES, "tokens", "L2", "int8 32r", "int8 16r", "fp16", "ratio32", "ratio16");
+    for (int T = 1; T <= 16; T += 15)
+        for (int cold = 0; cold < 2; cold++) {
+            const int copies = cold ? COLD_COPIES : 1;
+            double err = 0;
+            const double m32r = time_int8(be, T, 4096, 4096, 200, &err, NULL, BNB_TYPE_F16, copies);
+            setenv("BNB_INT8_WM_ROWS", "16", 1);
+            const double m16r = time_int8(be, T, 4096, 4096, 200, &err, NULL, BNB_TYPE_F16, copies);
+            unsetenv("BNB_INT8_WM_ROWS");
+            const double mh = time_fp16(bnb_cuda_stream(be), T, 4096, 4096, 200, copies);
+            printf("%6d %5s | %9.4f %9.4f %9.4f | %6.2fx %6.2fx\n", T, cold ? "cold" : "hot", m32r, m16r, mh,
+                   m32r / mh, m16r / mh);
+            bench_json_row_begin(js);
+            bench_json_str(js, "backend", "cuda");
+            bench_json_str(js, "case", cold ? "decode_cold_l2" : "decode_hot_l2");
+            bench_json_int(js, "tokens", T);
+            bench_json_num(js, "int8_ms", m32r);
+            bench_json_num(js, "int8_16rows_ms", m16r);
+            bench_json_num(js, "fp16_ms", mh);
+            bench_json_num(js, "ratio", m32r / mh);
+            bench_json_row_end(js);
+        }
     /* A/B of the many-token GEMM paths, plus shapes that are not multiples of the 128 x 256 x 128 tile */
     const int ab[][3] = {{512, 4096, 16384}, {4096, 4096, 16384}, {4096, 8192, 8192}, {300, 4000, 1000},
                          {129, 4096, 520}, {77, 208, 36}};
-    printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs the sm_90a kernel (BNB_INT8_SM90_VAR 0 default, 32 programmatic "
-           "dependent launch, 8 2-CTA clusters with weight multicast, 1 grouped tile order), outputs compared bitwise\n"
-           "%6s %6s %6s %4s | %9s | %9s %9s %9s %9s | %s\n",
-           "tokens", "in", "out", "y", "lt ms", "default", "pdl", "cluster", "grouped", "outputs differing");
+    printf("\nGEMM paths: cuBLASLt (BNB_INT8_GEMM=lt) vs the sm_90a kernel (BNB_INT8_SM90_VAR 0 default, "
+           "16 one wgmma group in flight, 24 the same with 2-CTA clusters, 8 2-CTA clusters with weight "
+           "multicast, 1 grouped tile order), outputs compared bitwise\n"
+           "%6s %6s %6s %4s | %9s | %9s %9s %9s %9s %9s | %s\n",
+           "tokens", "in", "out", "y", "lt ms", "default", "pipe1", "pipe1+cl", "cluster", "grouped", "outputs differing");
     int fails = 0;
     for (int i = quick ? 3 : 0; i < (int)(sizeof ab / sizeof ab[0]); i++)
         for (int yi = 0; yi < 2; yi++) {
             const bnb_type yt = yi ? BNB_TYPE_F32 : BNB_TYPE_F16;
             double mv[N_VAR] = {0}, ml = 0;
             const long bad = compare_paths(be, ab[i][0], ab[i][1], ab[i][2], i < 3 ? 20 : 5, mv, &ml, yt);
-            printf("%6d %6d %6d %4s | %9.4f | %9.4f %9.4f %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2],
-                   bnb_type_name(yt), ml, mv[0], mv[1], mv[2], mv[3], bad, bad != 0 ? "  MISMATCH" : "");
+            printf("%6d %6d %6d %4s | %9.4f | %9.4f %9.4f %9.4f %9.4f %9.4f | %ld%s\n", ab[i][0], ab[i][1], ab[i][2],
+                   bnb_type_name(yt), ml, mv[0], mv[1], mv[2], mv[3], mv[4], bad, bad != 0 ? "  MISMATCH" : "");
             fails += bad != 0;
         }
     /* where the sm_90a kernel's time goes (BNB_INT8_SM90_MODE: measurement modes with wrong outputs) */
     if (getenv("BNB_INT8_BENCH_MODES")) {
         printf("\nsm_90a kernel modes (y f16; ms per compute; var = BNB_INT8_SM90_VAR): full | no epilogue | no MMAs | "
                "loads only\n");
-        for (int i = 0; i < 6; i++) {
-            const int var = i < 3 ? 0 : 8;
+        for (int i = 0; i < 9; i++) {
+            const int var = i < 3 ? 0 : i < 6 ? 16 : 24;
             char vs[4];
             snprintf(vs, sizeof vs, "%d", var);
             setenv("BNB_INT8_SM90_VAR", vs, 1);
@@ -285,7 +342,7 @@ extern "C" int bench_int8_cuda(int quick, bench_json *js) {
                 snprintf(v, sizeof v, "%d", md);
                 setenv("BNB_INT8_SM90_MODE", v, 1);
                 setenv("BNB_INT8_GEMM", "wgmma", 1);
-                ms[md] = time_int8(be, ab[i % 3][0], ab[i % 3][1], ab[i % 3][2], 20, &err, NULL, BNB_TYPE_F16);
+                ms[md] = time_int8(be, ab[i % 3][0], ab[i % 3][1], ab[i % 3][2], 20, &err, NULL, BNB_TYPE_F16, 1);
             }
             unsetenv("BNB_INT8_SM90_MODE");
             unsetenv("BNB_INT8_GEMM");

@@ -617,6 +617,12 @@ int main(int argc, char **argv) {
         }
         test_vectorwise(be, BNB_TYPE_F32, 4099, 3, 6.f);
         test_vectorwise(be, BNB_TYPE_F32, 1, 1, 0.f);
+        /* row lengths for each register depth of CUDA's 16-byte-load quantizer (1, 2, 4, 8 vectors per thread and
+         * rows read twice), and one K with a partial last vector per thread */
+        for (int ti = 0; ti < 3; ti++) {
+            const int64_t ks[6] = {104, 4096, 8200, 16384, 20000, 2056};
+            for (int j = 0; j < 6; j++) test_vectorwise(be, types[ti], ks[j], j == 4 ? 3 : 5, 6.f);
+        }
         const char *isas[3] = {NULL, "avx2", "scalar"};
         const int64_t ex[][3] = {{1, 1, 1}, {3, 2, 5}, {63, 4, 4}, {64, 5, 8}, {65, 7, 3}, {200, 17, 33}, {1000, 9, 70}};
         for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++)
@@ -626,6 +632,13 @@ int main(int argc, char **argv) {
         test_shapes(be);
         test_many_outliers(be);
         test_out_types(be);
+        if (!bnb_backend_is_cpu(be)) { /* the weight-only decode kernel with 16 rows per block (default 32) */
+            setenv("BNB_INT8_WM_ROWS", "16", 1);
+            for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
+            test_shapes(be);
+            test_out_types(be);
+            unsetenv("BNB_INT8_WM_ROWS");
+        }
         if (!bnb_backend_is_cpu(be)) { /* the sm_90a GEMM (where the device has it) also below one wave of tiles */
             setenv("BNB_INT8_GEMM", "wgmma", 1);
             for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
@@ -633,8 +646,10 @@ int main(int argc, char **argv) {
             test_shapes(be);
             test_many_outliers(be);
             test_out_types(be);
-            for (int v = 0; v < 2; v++) { /* 2-CTA clusters, programmatic dependent launch */
-                setenv("BNB_INT8_SM90_VAR", v == 0 ? "8" : "32", 1);
+            /* 2-CTA clusters, programmatic dependent launch, one wgmma group in flight (alone and with clusters) */
+            const char *vars[4] = {"8", "32", "16", "24"};
+            for (int v = 0; v < 4; v++) {
+                setenv("BNB_INT8_SM90_VAR", vars[v], 1);
                 for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
                 test_shapes(be);
                 test_many_outliers(be);

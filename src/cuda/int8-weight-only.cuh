@@ -121,11 +121,11 @@ __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *
  * permute and one subtraction; x is f16 (f16 x), bf16 (bf16 x) or an exact-to-2^-16 bf16 hi+lo pair (f32 x, two
  * MMAs). Since the k sum is order-free, each thread's fragment k indices are permuted so that it loads 16
  * contiguous bytes of weight per row and the matching 16 x values (same permutation for A and B).
- * Block: WM_WARPS warps over WM_MT m-tiles (16 * WM_MT rows); warp w takes the 64-wide k chunks w, w + WM_WARPS, ...
+ * Block: WM_WARPS warps over WM_MT (template: 1 or 2) m-tiles (16 * WM_MT rows); warp w takes the 64-wide k chunks w, w + WM_WARPS, ...
  * (all m-tiles share the x fragments), the warps' partial sums meet in shared memory. A 2-block cluster with 64
  * rows and K split across the pair (DSMEM reduction) measured slower on H100 (docs/perf-int8-cuda.md). */
 #define WM_WARPS 8
-#define WM_MT 2
+#define WM_MT_DEFAULT 2 /* m-tiles per block */
 #define WM_U 4 /* chunks loaded ahead per step */
 
 template <typename X> struct wm_traits;
@@ -198,7 +198,7 @@ template <typename X> __device__ __forceinline__ void load_xfrag(const X *p, boo
     }
 }
 
-template <typename X, int NT>
+template <typename X, int NT, int WM_MT>
 __global__ void __launch_bounds__(32 * WM_WARPS) weight_only_mma_kernel(const char *x, bnb_cu_shape xs, int Tn,
                                                                         const int8_t *w, int ldw, const float *wmax,
                                                                         const float *bias, int K, int O, void *y, int yt) {

@@ -74,6 +74,82 @@ __global__ void __launch_bounds__(QBLOCK) quant_rows_kernel(const char *x, bnb_c
     if (threadIdx.x == 0) rowmax[r] = mx;
 }
 
+/* The same with 16-byte loads (rows 16-byte aligned, K a multiple of E = 16 / sizeof(T)), for the many-token path
+ * where the scalar kernel ran at ~1 TB/s: thread i holds vectors i, i + QBLOCK, ... of its row in registers (VPT of
+ * them), so x is read from memory once; VPT 0: rows longer than 8 vectors per thread, read twice (the second time
+ * mostly from L2). Same float ops per element as quant_rows_kernel, and max is order-free: bitwise the same codes. */
+template <typename T> struct vec16 {
+    static constexpr int E = 16 / (int)sizeof(T);
+    __device__ static void to_f32(uint4 v, float (&f)[E]) {
+        const T *h = reinterpret_cast<const T *>(&v);
+#pragma unroll
+        for (int e = 0; e < E; e++) f[e] = bnb_cu_to_f32(h[e]);
+    }
+};
+template <typename T, int VPT>
+__global__ void __launch_bounds__(QBLOCK) quant_rows_vec_kernel(const char *x, bnb_cu_shape xs, int K, float thr,
+                                                                int8_t *q, int ldq, float *rowmax, int *flags) {
+    constexpr int E = vec16<T>::E, R = VPT > 0 ? VPT : 1;
+    __shared__ float red[32];
+    const int r = blockIdx.x, nv = K / E;
+    const uint4 *xr = reinterpret_cast<const uint4 *>(x + bnb_cu_row_offset(xs, (uint32_t)r));
+    uint4 v[R];
+    float mx = 0.f;
+    auto scan = [&](uint4 w, int j) { /* row max of |x| below thr; flag the columns at or above it */
+        float f[E];
+        vec16<T>::to_f32(w, f);
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            const float a = fabsf(f[e]);
+            if (thr > 0.f && a >= thr)
+                flags[j * E + e] = 1;
+            else
+                mx = fmaxf(mx, a);
+        }
+    };
+    if (VPT > 0) {
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            const int j = threadIdx.x + i * QBLOCK;
+            if (j < nv) v[i] = __ldcs(xr + j);
+        }
+#pragma unroll
+        for (int i = 0; i < R; i++)
+            if (threadIdx.x + i * QBLOCK < nv) scan(v[i], threadIdx.x + i * QBLOCK);
+    } else {
+        for (int j = threadIdx.x; j < nv; j += QBLOCK) scan(xr[j], j);
+    }
+    mx = bnb_cu_block_max(mx, red);
+    const float scale = mx > 0.f ? 127.f / mx : 0.f;
+    int8_t *qr = q + (size_t)r * ldq;
+    auto put = [&](uint4 w, int j) { /* E codes, one store */
+        float f[E];
+        vec16<T>::to_f32(w, f);
+        uint32_t b[E / 4];
+#pragma unroll
+        for (int g = 0; g < E / 4; g++) {
+            b[g] = 0;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float fv = f[4 * g + e];
+                const int8_t c = (thr > 0.f && fabsf(fv) >= thr) ? (int8_t)0 : quant_code(fv, scale);
+                b[g] |= (uint32_t)(uint8_t)c << (8 * e);
+            }
+        }
+        if (E == 8) *reinterpret_cast<uint2 *>(qr + (size_t)j * E) = make_uint2(b[0], b[E / 4 - 1]);
+        else *reinterpret_cast<uint32_t *>(qr + (size_t)j * E) = b[0];
+    };
+    if (VPT > 0) {
+#pragma unroll
+        for (int i = 0; i < R; i++)
+            if (threadIdx.x + i * QBLOCK < nv) put(v[i], threadIdx.x + i * QBLOCK);
+    } else {
+        for (int j = threadIdx.x; j < nv; j += QBLOCK) put(xr[j], j);
+    }
+    for (int k = K + threadIdx.x; k < ldq; k += QBLOCK) qr[k] = 0; /* padding */
+    if (threadIdx.x == 0) rowmax[r] = mx;
+}
+
 /* One block of 1024 threads: idx = the k with flags[k] != 0, ascending; *count = how many. */
 __global__ void __launch_bounds__(1024) compact_flags_kernel(const int *flags, int K, int *idx, int *count) {
     __shared__ int warp_tot[32];
@@ -320,6 +396,25 @@ extern "C" bool bnb_cuda_int8_supports(const bnb_tensor *node) {
     return true;
 }
 
+/* Byte strides of the rows of x are multiples of 16 (dims with more than one row). */
+static bool rows_aligned16(const bnb_tensor *x) {
+    for (int d = 1; d < 4; d++)
+        if (x->ne[d] > 1 && x->nb[d] % 16 != 0) return false;
+    return aligned16(x->data);
+}
+
+template <typename T>
+static void launch_quant_rows_vec(bnb_cuda_ctx *c, int vpt, int rows, const char *d, bnb_cu_shape s, int K, float thr,
+                                  int8_t *q, int ldq, float *rowmax, int *flags) {
+#define QRV(V) quant_rows_vec_kernel<T, V><<<rows, QBLOCK, 0, c->stream>>>(d, s, K, thr, q, ldq, rowmax, flags)
+    if (vpt <= 1) QRV(1);
+    else if (vpt <= 2) QRV(2);
+    else if (vpt <= 4) QRV(4);
+    else if (vpt <= 8) QRV(8);
+    else QRV(0);
+#undef QRV
+}
+
 /* quant_rows launch for a float tensor t ([K, rows...], rows contiguous) */
 static bnb_status launch_quant_rows(bnb_cuda_ctx *c, const bnb_tensor *t, float thr, int8_t *q, int ldq,
                                     float *rowmax, int *flags) {
@@ -327,6 +422,19 @@ static bnb_status launch_quant_rows(bnb_cuda_ctx *c, const bnb_tensor *t, float 
     if (rows == 0) return BNB_OK;
     const bnb_cu_shape s = bnb_cu_shape_of(t);
     const char *d = (const char *)t->data;
+    const int esz = (int)bnb_type_size(t->type), E = 16 / esz;
+    /* 16-byte loads: aligned rows, K a multiple of the vector, code stores aligned (ldq and q multiples of E) */
+    const char *qe = getenv("BNB_INT8_QUANT"); /* =scalar: the one-element kernel (A/B measurements) */
+    if (K % E == 0 && ldq % E == 0 && ((uintptr_t)q % 16) == 0 && rows_aligned16(t) && !(qe && !strcmp(qe, "scalar"))) {
+        const int vpt = (K / E + QBLOCK - 1) / QBLOCK; /* vectors per thread */
+        switch (t->type) {
+        case BNB_TYPE_F32: launch_quant_rows_vec<float>(c, vpt, rows, d, s, K, thr, q, ldq, rowmax, flags); break;
+        case BNB_TYPE_F16: launch_quant_rows_vec<__half>(c, vpt, rows, d, s, K, thr, q, ldq, rowmax, flags); break;
+        default: launch_quant_rows_vec<__nv_bfloat16>(c, vpt, rows, d, s, K, thr, q, ldq, rowmax, flags);
+        }
+        BNB_CUDA_CHECK_LAUNCH("bnb_int8 quant_rows");
+        return BNB_OK;
+    }
     switch (t->type) {
     case BNB_TYPE_F32: quant_rows_kernel<float><<<rows, QBLOCK, 0, c->stream>>>(d, s, K, thr, q, ldq, rowmax, flags); break;
     case BNB_TYPE_F16: quant_rows_kernel<__half><<<rows, QBLOCK, 0, c->stream>>>(d, s, K, thr, q, ldq, rowmax, flags); break;
@@ -489,12 +597,6 @@ static void launch_weight_only(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_
     else launch_weight_only_t<T, 16>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
 }
 
-/* Byte strides of the rows of x are multiples of 16 (dims with more than one row). */
-static bool rows_aligned16(const bnb_tensor *x) {
-    for (int d = 1; d < 4; d++)
-        if (x->ne[d] > 1 && x->nb[d] % 16 != 0) return false;
-    return aligned16(x->data);
-}
 
 /* BNB_INT8_STAGES=1: per-stage times of the many-token path with CUDA events, printed to stderr on each computed
  * call that is not being captured (measurement aid; off by default, costs one getenv per call). */
@@ -586,8 +688,15 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
         const bnb_cu_shape xs = bnb_cu_shape_of(x);
         const char *xd = (const char *)x->data;
         if (vec) {
-            const dim3 grid((unsigned)((O + 16 * WM_MT - 1) / (16 * WM_MT)));
-#define WM_LAUNCH(X, NT) weight_only_mma_kernel<X, NT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt)
+            /* m-tiles of 16 rows per block: 2 by default; BNB_INT8_WM_ROWS=16 / 32 forces 1 / 2 (A/B measurements) */
+            const char *rows_env = getenv("BNB_INT8_WM_ROWS");
+            const int mt = rows_env ? (atoi(rows_env) == 16 ? 1 : 2) : WM_MT_DEFAULT;
+            const dim3 grid((unsigned)((O + 16 * mt - 1) / (16 * mt)));
+#define WM_LAUNCH(X, NT)                                                                                              \
+    do {                                                                                                              \
+        if (mt == 1) weight_only_mma_kernel<X, NT, 1><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt); \
+        else weight_only_mma_kernel<X, NT, 2><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt); \
+    } while (0)
             if (x->type == BNB_TYPE_F32) { if (T <= 8) WM_LAUNCH(float, 1); else WM_LAUNCH(float, 2); }
             else if (x->type == BNB_TYPE_F16) { if (T <= 8) WM_LAUNCH(__half, 1); else WM_LAUNCH(__half, 2); }
             else { if (T <= 8) WM_LAUNCH(__nv_bfloat16, 1); else WM_LAUNCH(__nv_bfloat16, 2); }
