@@ -116,8 +116,11 @@ static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *
     for (int i = 0; i < copies; i++) {
         wc[i] = bnb_int8_new_weight(ctx, K, O);
         yc[i] = bnb_matmul_int8_out(ctx, x, wc[i], 6.f, NULL, yt);
-        gc[i] = bnb_graph_new(ctx, 0);
-        if (!yc[i] || bnb_graph_build(gc[i], yc[i]) != BNB_OK) return -1.0;
+        gc[i] = bnb_graph_new(ctx, 16); /* a few nodes: eight graphs fit the 1 MB context */
+        if (!yc[i] || !gc[i] || bnb_graph_build(gc[i], yc[i]) != BNB_OK) {
+            fprintf(stderr, "int8 graph %d: %s\n", i, bnb_last_error());
+            return -1.0;
+        }
     }
     bnb_tensor *y = yc[0];
     bnb_buffer *buf = bnb_backend_alloc_tensors(be, ctx);
