@@ -632,8 +632,8 @@ int main(int argc, char **argv) {
         test_shapes(be);
         test_many_outliers(be);
         test_out_types(be);
-        if (!bnb_backend_is_cpu(be)) { /* the weight-only decode kernel with 16 rows per block (default 32) */
-            setenv("BNB_INT8_WM_ROWS", "16", 1);
+        if (!bnb_backend_is_cpu(be)) { /* the weight-only decode kernel with 32 rows per block (default 16) */
+            setenv("BNB_INT8_WM_ROWS", "32", 1);
             for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
             test_shapes(be);
             test_out_types(be);

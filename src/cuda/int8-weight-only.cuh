@@ -125,8 +125,8 @@ __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *
  * (all m-tiles share the x fragments), the warps' partial sums meet in shared memory. A 2-block cluster with 64
  * rows and K split across the pair (DSMEM reduction) measured slower on H100 (docs/perf-int8-cuda.md). */
 #define WM_WARPS 8
-#define WM_MT_DEFAULT 2 /* m-tiles per block */
-#define WM_U 4 /* chunks loaded ahead per step */
+#define WM_MT_DEFAULT 1 /* m-tiles per block: 16 rows (32 rows measured 4-11% slower at 1-16 x 4096 x 4096) */
+#define WM_U 4 /* chunks loaded ahead per step (8 gave no more loads in flight in the SASS: ptxas keeps ~15 ahead) */
 
 /* 16-byte read-only load as a volatile asm: the compiler keeps it ahead of the (volatile) MMAs that follow it in the
  * source, so a warp has all WM_U chunks of loads in flight before its first MMA. With __ldg the loads were

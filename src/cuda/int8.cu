@@ -688,19 +688,21 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
         const bnb_cu_shape xs = bnb_cu_shape_of(x);
         const char *xd = (const char *)x->data;
         if (vec) {
-            /* m-tiles of 16 rows per block: 2 by default; BNB_INT8_WM_ROWS=16 / 32 forces 1 / 2 (A/B measurements) */
+            /* m-tiles of 16 rows per block: WM_MT_DEFAULT; BNB_INT8_WM_ROWS=16|32 forces 1|2 (A/B measurements) */
             const char *rows_env = getenv("BNB_INT8_WM_ROWS");
-            const int mt = rows_env ? (atoi(rows_env) == 16 ? 1 : 2) : WM_MT_DEFAULT;
+            const int mt = rows_env ? (atoi(rows_env) == 32 ? 2 : 1) : WM_MT_DEFAULT;
             const dim3 grid((unsigned)((O + 16 * mt - 1) / (16 * mt)));
+#define WM_LAUNCH_M(X, NT, MT) weight_only_mma_kernel<X, NT, MT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt)
 #define WM_LAUNCH(X, NT)                                                                                              \
     do {                                                                                                              \
-        if (mt == 1) weight_only_mma_kernel<X, NT, 1><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt); \
-        else weight_only_mma_kernel<X, NT, 2><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt); \
+        if (mt == 1) WM_LAUNCH_M(X, NT, 1);                                                                           \
+        else WM_LAUNCH_M(X, NT, 2);                                                                                   \
     } while (0)
             if (x->type == BNB_TYPE_F32) { if (T <= 8) WM_LAUNCH(float, 1); else WM_LAUNCH(float, 2); }
             else if (x->type == BNB_TYPE_F16) { if (T <= 8) WM_LAUNCH(__half, 1); else WM_LAUNCH(__half, 2); }
             else { if (T <= 8) WM_LAUNCH(__nv_bfloat16, 1); else WM_LAUNCH(__nv_bfloat16, 2); }
 #undef WM_LAUNCH
+#undef WM_LAUNCH_M
             BNB_CUDA_CHECK_LAUNCH("bnb_matmul_int8 weight-only (mma)");
             return BNB_OK;
         }
