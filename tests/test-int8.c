@@ -646,10 +646,8 @@ int main(int argc, char **argv) {
             test_shapes(be);
             test_many_outliers(be);
             test_out_types(be);
-            /* 2-CTA clusters, programmatic dependent launch, one wgmma group in flight (alone and with clusters) */
-            const char *vars[4] = {"8", "32", "16", "24"};
-            for (int v = 0; v < 4; v++) {
-                setenv("BNB_INT8_SM90_VAR", vars[v], 1);
+            for (int v = 0; v < 2; v++) { /* 2-CTA clusters, programmatic dependent launch */
+                setenv("BNB_INT8_SM90_VAR", v == 0 ? "8" : "32", 1);
                 for (int s = 0; s < (int)(sizeof ex / sizeof ex[0]); s++) test_int32_exact(be, NULL, ex[s][0], ex[s][1], ex[s][2]);
                 test_shapes(be);
                 test_many_outliers(be);

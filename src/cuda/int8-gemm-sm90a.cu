@@ -100,11 +100,6 @@ __device__ __forceinline__ void mbar_arrive_cta(uint32_t bar, uint32_t cta) {
                  "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar), "r"(cta)
                  : "memory");
 }
-/* a consumer warp is done with a stage: arrive on its empty barrier (and on the peer CTA's, with clusters) */
-__device__ __forceinline__ void release_stage(uint32_t empty_bar, bool mc, uint32_t rank) {
-    mbar_arrive(empty_bar);
-    if (mc) mbar_arrive_cta(empty_bar, rank ^ 1);
-}
 __device__ __forceinline__ void cluster_sync_all() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
@@ -120,11 +115,9 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
 
-/* D [64 x 256] s32 = A [64 x 32] s8 (smem, K-major) * B [256 x 32] s8 (smem, K-major) + (acc ? D : 0); generated
- * operand list. */
-__device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t da, uint64_t db, int acc = 1) {
+/* D [64 x 256] s32 += A [64 x 32] s8 (smem, K-major) * B [256 x 32] s8 (smem, K-major); generated operand list. */
+__device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t da, uint64_t db) {
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -158,7 +151,7 @@ __device__ __forceinline__ void wgmma_m64n256k32_s8(int32_t (&d)[128], uint64_t 
           "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]), "+r"(d[110]), "+r"(d[111]),
           "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]), "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]),
           "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
-        : "l"(da), "l"(db), "r"(acc));
+        : "l"(da), "l"(db), "r"(1));
 }
 /* Outlier sums for columns q >= q0 (past the ones staged in shared memory) of 4 consecutive outputs o.. of token t,
  * continuing e (same q order as epilogue_kernel); columns past O get 0. Not inlined: rare, kept out of the hot loop. */
@@ -327,55 +320,26 @@ __global__ void __launch_bounds__(G_THREADS, 1)
     } else { /* consumers */
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
         int32_t acc[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) acc[i] = 0;
         const uint32_t a_off = (uint32_t)(wg - 1) * 64 * G_BK;
-        if (mode & 2) { /* measurement mode: no MMAs, the stages released as they arrive */
-#pragma unroll
-            for (int i = 0; i < 128; i++) acc[i] = 0;
-            for (int kb = 0; kb < kblocks; kb++) {
-                const int s = kb % G_STAGES;
-                mbar_wait(bar_base + 8 * s, (kb / G_STAGES) & 1);
-                if ((tid & 31) == 0) release_stage(bar_base + 8 * (G_STAGES + s), mc, rank);
-            }
-        } else if ((var & 16) && kblocks > 0) {
-            /* one wgmma group in flight: k-block kb's MMAs are issued before k-block kb - 1's are waited for, so the
-             * tensor cores never wait for the issue; the stage of kb - 1 is released once its group is complete.
-             * The accumulators are never written by other instructions inside the pipeline (ptxas would serialize
-             * the wgmmas, C7515): k-block 0 starts them from zero by the wgmma's scale-d operand, not by a zero fill */
-            mbar_wait(bar_base, 0);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < G_BK / 32; kk++)
-                wgmma_m64n256k32_s8(acc, smem_desc(s_base + a_off + kk * 32), smem_desc(s_base + G_A_BYTES + kk * 32),
-                                    kk > 0);
-            wgmma_commit();
-            for (int kb = 1; kb < kblocks; kb++) {
-                const int s = kb % G_STAGES;
-                mbar_wait(bar_base + 8 * s, (kb / G_STAGES) & 1);
-                const uint32_t sa = s_base + s * G_STAGE_BYTES + a_off, sb = s_base + s * G_STAGE_BYTES + G_A_BYTES;
-                wgmma_fence();
-#pragma unroll
-                for (int kk = 0; kk < G_BK / 32; kk++)
-                    wgmma_m64n256k32_s8(acc, smem_desc(sa + kk * 32), smem_desc(sb + kk * 32));
-                wgmma_commit();
-                wgmma_wait1();
-                if ((tid & 31) == 0) release_stage(bar_base + 8 * (G_STAGES + (kb - 1) % G_STAGES), mc, rank);
-            }
-            wgmma_wait0();
-            if ((tid & 31) == 0) release_stage(bar_base + 8 * (G_STAGES + (kblocks - 1) % G_STAGES), mc, rank);
-        } else {
-#pragma unroll
-            for (int i = 0; i < 128; i++) acc[i] = 0;
-            for (int kb = 0; kb < kblocks; kb++) {
-                const int s = kb % G_STAGES;
-                mbar_wait(bar_base + 8 * s, (kb / G_STAGES) & 1);
-                const uint32_t sa = s_base + s * G_STAGE_BYTES + a_off, sb = s_base + s * G_STAGE_BYTES + G_A_BYTES;
+        for (int kb = 0; kb < kblocks; kb++) {
+            const int s = kb % G_STAGES;
+            mbar_wait(bar_base + 8 * s, (kb / G_STAGES) & 1);
+            const uint32_t sa = s_base + s * G_STAGE_BYTES + a_off, sb = s_base + s * G_STAGE_BYTES + G_A_BYTES;
+            if (!(mode & 2)) {
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < G_BK / 32; kk++)
                     wgmma_m64n256k32_s8(acc, smem_desc(sa + kk * 32), smem_desc(sb + kk * 32));
                 wgmma_commit();
                 wgmma_wait0();
-                if ((tid & 31) == 0) release_stage(bar_base + 8 * (G_STAGES + s), mc, rank);
+            } /* one group in flight (wait_group 1, stage kb - 1 released after kb's MMAs are issued, k-block 0 zeroing the
+               * accumulators by the scale-d operand so ptxas does not serialize, C7515) was measured: no gain (0.4252
+               * vs 0.4250 ms at 4096 x 8192 x 8192; docs/perf-int8-cuda.md, run 8) */
+            if ((tid & 31) == 0) {
+                mbar_arrive(bar_base + 8 * (G_STAGES + s));
+                if (mc) mbar_arrive_cta(bar_base + 8 * (G_STAGES + s), rank ^ 1);
             }
         }
         if (mode & 1) { /* measurement mode: no epilogue (one store keeps the accumulators alive) */
@@ -502,7 +466,7 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     /* BNB_INT8_SM90_VAR: bit 0 grouped tile order, bit 1 streaming output stores, bit 3 clusters of 2 sharing the
      * weight tile by TMA multicast, bit 5 programmatic dependent launch (default G_VAR_DEFAULT) */
     const char *vs = getenv("BNB_INT8_SM90_VAR");
-    const int var = vs ? atoi(vs) & 59 : G_VAR_DEFAULT;
+    const int var = vs ? atoi(vs) & 43 : G_VAR_DEFAULT;
     CUtensorMap tx, tw, twh;
     if (!encode_map(&tx, a.q, a.T, kdim, a.ldq, G_BM) || !encode_map(&tw, a.wq, a.O, kdim, a.ldw, G_BN) ||
         !encode_map(&twh, a.wq, a.O, kdim, a.ldw, G_BN / 2))
@@ -511,7 +475,7 @@ bnb_status bnb_int8_gemm_sm90a(bnb_cuda_ctx *c, const epi_args &a, int kdim) {
     const unsigned MT = (unsigned)((a.T + G_BM - 1) / G_BM), NT = (unsigned)((a.O + G_BN - 1) / G_BN);
     /* BNB_INT8_SM90_MODE (measurements only, wrong results): 1 no epilogue, 2 no MMAs, 3 loads only */
     const char *m = getenv("BNB_INT8_SM90_MODE");
-    const int mode = m ? atoi(m) & 3 : 0, kblocks = (kdim + G_BK - 1) / G_BK, flags = mode | (var & 27) << 2;
+    const int mode = m ? atoi(m) & 3 : 0, kblocks = (kdim + G_BK - 1) / G_BK, flags = mode | (var & 11) << 2;
     /* clusters of 2 along the token tiles: grid x rounded up to even (a spare tile stores nothing) */
     const dim3 grid = (var & 8) ? dim3((MT + 1) & ~1u, NT) : (var & 1) ? dim3(MT * NT) : dim3(MT, NT);
     if (!(var & 40)) {
