@@ -76,18 +76,15 @@ typedef struct {
 
 #ifdef OPT8_VBMI
 /* Plane lookups (VBMI) or gathers. AMD (Zen 4/5): a 16-lane gather is microcoded (~16 cycles), planes measured ~30%
- * faster on Zen 5 (Adam8 / Lion8 / AdEMAMix8). Intel: the update is bound by port 5, which takes every vpermt2b and
- * unpack but little of a gather; on the GPU machine's Xeon the two measured within the run-to-run noise, so Intel
- * keeps the gathers. BNB_OPT8_LOOKUP=planes|gather overrides (codes are identical either way). */
+ * faster on Zen 5 (Adam8 / Lion8 / AdEMAMix8). Intel: alone, the two measured within the run-to-run noise on the GPU
+ * machine's Xeon (the update is bound by port 5, which takes every vpermt2b), but the planes also switch on the
+ * 16-bit-key count and the byte-table re-quantizer (optim-q8bkt.h), and with them the Xeon (VBMI, 2 threads, 16M,
+ * two runs each) took Adam8 23.3-23.6 ms vs 24.1-26.3, Lion8 11.6-11.7 vs 11.7-16.9, AdEMAMix8 28.4-30.1 vs
+ * 30.2-38.2: planes wherever VBMI is compiled in. BNB_OPT8_LOOKUP=planes|gather overrides (codes are identical). */
 static bool planes_default(void) {
     const char *e = getenv("BNB_OPT8_LOOKUP");
-    if (e && !strcmp(e, "planes")) return true;
     if (e && !strcmp(e, "gather")) return false;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    return __builtin_cpu_is("amd");
-#else
-    return false;
-#endif
+    return true;
 }
 #endif
 

@@ -1,6 +1,6 @@
 /* The 8-bit re-quantizer of the CPU optimizers by two byte-table levels (included by optim.c after optim-q8.h;
- * AVX-512 VBMI + GFNI builds, with the 16-bit-key count's tables, i.e. AMD by default). Same codes as
- * quant_word_quads, hence quant_qn / bnb_optim_quantize_code.
+ * AVX-512 VBMI + GFNI builds, with the 16-bit-key count's tables, i.e. wherever the plane lookups are on). Same
+ * codes as quant_word_quads, hence quant_qn / bnb_optim_quantize_code.
  * quant_word_quads finds c = #{j : K_j < wkey(y)} by an 8-level search and then code = c + (y > P_c). Here c (or c
  * minus the one threshold of a bucket that the final compare resolves) comes from byte tables, 64 values per
  * instruction: wkey(y) = coarse (high byte: sign and exponent) : mant (low byte: 8 mantissa bits, in key order).

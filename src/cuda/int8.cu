@@ -709,7 +709,8 @@ extern "C" bnb_status bnb_cuda_matmul_int8(bnb_cuda_ctx *c, bnb_tensor *node) {
             const char *rows_env = getenv("BNB_INT8_WM_ROWS");
             const int mt = rows_env ? (atoi(rows_env) == 32 ? 2 : 1) : WM_MT_DEFAULT;
             const dim3 grid((unsigned)((O + 16 * mt - 1) / (16 * mt)));
-#define WM_LAUNCH_M(X, NT, MT) weight_only_mma_kernel<X, NT, MT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt)
+#define WM_LAUNCH_M(X, NT, MT)                                                                                        \
+    weight_only_mma_kernel<X, NT, MT><<<grid, 32 * WM_WARPS, 0, c->stream>>>(xd, xs, T, wq, ldw, wmax, bias, K, O, y, yt)
 #define WM_LAUNCH(X, NT)                                                                                              \
     do {                                                                                                              \
         if (mt == 1) WM_LAUNCH_M(X, NT, 1);                                                                           \
