@@ -121,16 +121,17 @@ __global__ void __launch_bounds__(32 * WO_WARPS) weight_only_kernel(const char *
  * permute and one subtraction; x is f16 (f16 x), bf16 (bf16 x) or an exact-to-2^-16 bf16 hi+lo pair (f32 x, two
  * MMAs). Since the k sum is order-free, each thread's fragment k indices are permuted so that it loads 16
  * contiguous bytes of weight per row and the matching 16 x values (same permutation for A and B).
- * Block: WM_WARPS warps over WM_MT (template: 1 or 2) m-tiles (16 * WM_MT rows); warp w takes the 64-wide k chunks w, w + WM_WARPS, ...
- * (all m-tiles share the x fragments), the warps' partial sums meet in shared memory. A 2-block cluster with 64
- * rows and K split across the pair (DSMEM reduction) measured slower on H100 (docs/perf-int8-cuda.md). */
+ * Block: WM_WARPS warps over WM_MT (template: 1 or 2) m-tiles (16 * WM_MT rows); warp w takes the 64-wide k chunks
+ * w, w + WM_WARPS, ... (all m-tiles share the x fragments), the warps' partial sums meet in shared memory. A 2-block
+ * cluster with 64 rows and K split across the pair (DSMEM reduction) measured slower on H100 (docs/perf-int8-cuda.md).
+ * The launch bound of one block only lifts ptxas' register target (more loads kept ahead); two blocks still fit. */
 #define WM_WARPS 8
 #define WM_MT_DEFAULT 1 /* m-tiles per block: 16 rows (32 rows measured 4-11% slower at 1-16 x 4096 x 4096) */
 #define WM_U 4 /* chunks loaded ahead per step (8 gave no more loads in flight in the SASS: ptxas keeps ~15 ahead) */
 
-/* 16-byte read-only load as a volatile asm: the compiler keeps it ahead of the (volatile) MMAs that follow it in the
- * source, so a warp has all WM_U chunks of loads in flight before its first MMA. With __ldg the loads were
- * interleaved with the MMAs in the SASS, one or two chunks in flight: ~1.3 TB/s from device memory at 16 tokens. */
+/* 16-byte read-only load as a volatile asm, so that the PTX keeps every load of a step ahead of the step's (volatile)
+ * MMAs. ptxas still schedules: with the loads branch-free (load_xfrag) it keeps ~15 of a step's 16-32 ahead of the
+ * first MMA, where __ldg behind a branch per load gave ~7 (1.3 TB/s from device memory at 16 tokens, now ~1.5). */
 __device__ __forceinline__ uint4 ldg16_early(const void *p) {
     uint4 v;
     asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
@@ -206,9 +207,9 @@ template <typename X> __device__ __forceinline__ void load_xfrag(const X *p, con
 }
 
 template <typename X, int NT, int WM_MT>
-__global__ void __launch_bounds__(32 * WM_WARPS, 1) weight_only_mma_kernel(const char *x, bnb_cu_shape xs, int Tn,
-                                                                        const int8_t *w, int ldw, const float *wmax,
-                                                                        const float *bias, int K, int O, void *y, int yt) {
+__global__ void __launch_bounds__(32 * WM_WARPS, 1)
+    weight_only_mma_kernel(const char *x, bnb_cu_shape xs, int Tn, const int8_t *w, int ldw, const float *wmax,
+                           const float *bias, int K, int O, void *y, int yt) {
     constexpr bool BF = wm_traits<X>::bf, SPLIT = wm_traits<X>::split;
     constexpr int ROWS = 16 * WM_MT, COLS = 8 * NT;
     __shared__ float red[WM_WARPS][ROWS][COLS + 1];

@@ -614,7 +614,6 @@ static void launch_weight_only(bnb_cuda_ctx *c, bool vec, const char *x, bnb_cu_
     else launch_weight_only_t<T, 16>(c, vec, x, xs, Tn, w, ldw, wmax, bias, K, O, y, yt);
 }
 
-
 /* BNB_INT8_STAGES=1: per-stage times of the many-token path with CUDA events, printed to stderr on each computed
  * call that is not being captured (measurement aid; off by default, costs one getenv per call). */
 #define STAGE_MAX 8
