@@ -108,6 +108,7 @@ static double time_fp16(cudaStream_t stream, int T, int K, int O, int reps, int 
  * rotate through that many graphs, each with its own copy of the weights (cold L2). */
 static double time_int8(bnb_backend *be, int T, int K, int O, int reps, double *rel_err, float *y_out, bnb_type yt,
                         int copies) {
+    if (copies < 1 || copies > COLD_COPIES) return -1.0;
     cudaStream_t stream = bnb_cuda_stream(be);
     bnb_context *ctx = bnb_context_new((bnb_context_params){.mem_size = 1 << 20, .no_alloc = true});
     bnb_tensor *x = bnb_new_tensor_2d(ctx, BNB_TYPE_F16, K, T);
